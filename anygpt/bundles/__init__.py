@@ -1,0 +1,227 @@
+"""Bundles: one directory that says everything needed to run a model.
+
+    BUNDLE/
+      manifest.json              names, layout, prompt format, decoding defaults, codecs, file hashes
+      llm/                       a Hugging Face causal LM folder (config.json, model.safetensors)
+      tokenizer/                 the expanded text tokenizer (tokenizer.json, ...)
+      codecs/<modality>.safetensors
+
+Built-in names (`debug`) are built in memory by their preset; anything else is a directory path.
+Codecs load lazily: a modality's networks are built the first time it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from anygpt.codecs.base import Codec, build_codec
+from anygpt.errors import AnyGPTError, BundleError
+from anygpt.generate.config import DecodingConfig
+from anygpt.layout import LayoutConfig, VocabLayout
+from anygpt.prompts import PromptFormat, load_format
+
+MANIFEST = "manifest.json"
+BUNDLE_FORMAT = 1
+
+
+@dataclass
+class CodecSlot:
+    """A codec named in a manifest, built on first use."""
+
+    modality: str
+    name: str
+    config: dict
+    weights: Path | None = None  # safetensors state dict; None: the codec's own seeded weights
+    instance: Codec | None = None
+
+    def get(self) -> Codec:
+        if self.instance is None:
+            codec = build_codec(self.name, self.config)
+            if self.weights is not None:
+                _load_weights(codec, self.weights)
+            self.instance = codec
+        return self.instance
+
+
+@dataclass
+class Bundle:
+    name: str
+    model: object  # a transformers PreTrainedModel (causal LM)
+    tokenizer: object
+    layout: VocabLayout
+    prompt_format: PromptFormat
+    decoding: DecodingConfig
+    codecs: dict[str, CodecSlot]
+    description: str = ""
+    path: Path | None = None
+    extra: dict = field(default_factory=dict)  # free-form manifest fields of later presets
+
+    def codec(self, modality: str) -> Codec:
+        if modality not in self.codecs:
+            have = ", ".join(self.codecs) or "none"
+            raise AnyGPTError(f"bundle {self.name!r} has no {modality} codec (it has: {have})")
+        return self.codecs[modality].get()
+
+    def token_ids(self, tokens) -> list[int]:
+        out = []
+        for tok in tokens:
+            i = self.tokenizer.convert_tokens_to_ids(tok)
+            if i is None or i == self.tokenizer.unk_token_id:
+                raise BundleError(f"bundle {self.name!r}: its tokenizer has no token {tok!r}")
+            out.append(i)
+        return out
+
+    @property
+    def stop_ids(self) -> list[int]:
+        ids = self.token_ids(self.prompt_format.stop_tokens)
+        if self.tokenizer.eos_token_id is not None:
+            ids.append(self.tokenizer.eos_token_id)
+        return ids
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else self.tokenizer.eos_token_id
+
+
+# --- built-in presets ----------------------------------------------------------------------------
+
+def _builtins() -> dict[str, Callable[[], Bundle]]:
+    from anygpt.bundles import debug
+
+    return {"debug": debug.build_debug_bundle}
+
+
+def bundle_names() -> list[str]:
+    return sorted(_builtins())
+
+
+def load_bundle(name_or_path: str | Path, *, device: str = "cpu", dtype: str | None = None,
+                verify: bool = True) -> Bundle:
+    """A built-in bundle by name, or a bundle directory (hashes checked unless `verify=False`)."""
+    builtins = _builtins()
+    if str(name_or_path) in builtins:
+        bundle = builtins[str(name_or_path)]()
+        bundle.model.to(device)
+        return bundle
+    path = Path(name_or_path)
+    if not (path / MANIFEST).is_file():
+        raise BundleError(f"unknown bundle {str(name_or_path)!r}: not a built-in ({', '.join(builtins)}) "
+                          f"and not a directory with {MANIFEST}")
+    return _load_dir(path, device=device, dtype=dtype, verify=verify)
+
+
+def _load_dir(path: Path, *, device: str, dtype: str | None, verify: bool) -> Bundle:
+    from anygpt.model import load_causal_lm, load_tokenizer
+
+    manifest = read_manifest(path)
+    if verify:
+        verify_files(path, manifest)
+    tokenizer = load_tokenizer(path / manifest["tokenizer"]["path"])
+    layout_d = manifest["layout"]
+    layout = VocabLayout(LayoutConfig.from_dict(layout_d), layout_d["base_vocab_size"])
+    layout.verify(tokenizer)
+    model = load_causal_lm(path / manifest["llm"]["path"], device=device, dtype=dtype)
+    rows = model.get_input_embeddings().weight.shape[0]
+    if rows < layout.vocab_size:
+        raise BundleError(f"{path}: the model has {rows} embedding rows, the layout needs {layout.vocab_size}")
+    codecs = {
+        modality: CodecSlot(modality, c["name"], c.get("config", {}),
+                            path / c["weights"] if c.get("weights") else None)
+        for modality, c in manifest.get("codecs", {}).items()
+    }
+    return Bundle(
+        name=manifest["name"], model=model, tokenizer=tokenizer, layout=layout,
+        prompt_format=load_format(manifest["prompt_format"]),
+        decoding=DecodingConfig.from_dict(manifest.get("decoding", {})),
+        codecs=codecs, description=manifest.get("description", ""), path=path,
+        extra=manifest.get("extra", {}),
+    )
+
+
+def read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path / MANIFEST}: unreadable manifest ({e})") from None
+    if manifest.get("anygpt_bundle") != BUNDLE_FORMAT:
+        raise BundleError(f"{path}: not an anygpt bundle of format {BUNDLE_FORMAT}")
+    for key in ("name", "llm", "tokenizer", "layout", "prompt_format"):
+        if key not in manifest:
+            raise BundleError(f"{path / MANIFEST}: missing {key!r}")
+    return manifest
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_files(path: Path, manifest: dict) -> None:
+    for rel, digest in manifest.get("files", {}).items():
+        f = path / rel
+        if not f.is_file():
+            raise BundleError(f"{path}: missing file {rel} listed in the manifest")
+        if sha256(f) != digest:
+            raise BundleError(f"{path}: {rel} does not match its hash in the manifest (corrupt or changed)")
+
+
+# --- saving --------------------------------------------------------------------------------------
+
+def save_bundle(bundle: Bundle, out: str | Path) -> Path:
+    """Write a bundle directory with weights in safetensors and a hash for every file."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    if (out / MANIFEST).exists() or (out.exists() and any(out.iterdir())):
+        raise AnyGPTError(f"{out}: exists and is not empty; choose a new directory")
+    out.mkdir(parents=True, exist_ok=True)
+    bundle.model.save_pretrained(out / "llm")
+    bundle.tokenizer.save_pretrained(out / "tokenizer")
+    codecs = {}
+    for modality, slot in bundle.codecs.items():
+        codec = slot.get()
+        rel = f"codecs/{modality}.safetensors"
+        (out / "codecs").mkdir(exist_ok=True)
+        save_file({k: v.contiguous() for k, v in codec.state_dict().items()}, out / rel)
+        codecs[modality] = {"name": slot.name, "config": codec.config(), "weights": rel}
+    files = {
+        str(f.relative_to(out)): sha256(f) for f in sorted(out.rglob("*")) if f.is_file()
+    }
+    manifest = {
+        "anygpt_bundle": BUNDLE_FORMAT,
+        "name": bundle.name,
+        "description": bundle.description,
+        "llm": {"path": "llm", "architecture": type(bundle.model).__name__},
+        "tokenizer": {"path": "tokenizer"},
+        "layout": {**bundle.layout.config.to_dict(), "base_vocab_size": bundle.layout.base_vocab_size},
+        "prompt_format": bundle.prompt_format.name,
+        "decoding": bundle.decoding.to_dict(),
+        "codecs": codecs,
+        "extra": bundle.extra,
+        "files": files,
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out
+
+
+def _load_weights(codec: Codec, path: Path) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(path)
+    except (OSError, SafetensorError) as e:
+        raise BundleError(f"{path}: cannot read codec weights ({e})") from None
+    try:
+        codec.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise BundleError(f"{path}: weights do not fit codec {type(codec).__name__}: {first}") from None

@@ -1,0 +1,152 @@
+"""Conversations with a bundle: inputs -> prompt ids -> generation -> segments -> files.
+
+The history is kept as token ids: a reply is appended exactly as generated, never re-tokenized from
+its text. Chat formats keep a multi-turn history; base formats (the pretraining templates) are single
+turn: each question is one X-to-text or text-to-X prompt.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from anygpt.bundles import Bundle
+from anygpt.errors import AnyGPTError
+from anygpt.generate.config import DecodingConfig
+from anygpt.generate.engine import GenerationRequest, generate_ids
+from anygpt.generate.segments import Segment, parse_reply
+from anygpt.prompts import Media, Piece, encode_pieces, load_pool, merge_text
+
+WANTS = ("text", "image", "speech", "music")
+
+
+@dataclass
+class Reply:
+    segments: list[Segment]
+    ids: list[int]  # generated ids, with the forced span start in front when one was forced
+
+
+def encode_media(bundle: Bundle, modality: str, source) -> Media:
+    """A file path (or an in-memory image / waveform) -> Media with the bundle's codec."""
+    from anygpt import media
+
+    codec = bundle.codec(modality)
+    if isinstance(source, (str, Path)):
+        if modality == "image":
+            source = media.load_image(source)
+        else:
+            source = media.load_audio(source, codec.sample_rate, max_seconds=_max_input_seconds(bundle, modality))
+    return Media(modality, codec.encode(source))
+
+
+def _max_input_seconds(bundle: Bundle, modality: str) -> float | None:
+    # Music inputs are cropped from the start to the span limit (5 s windows in the release).
+    return bundle.decoding.max_seconds.get(modality) if modality == "music" else None
+
+
+class ChatSession:
+    def __init__(self, bundle: Bundle, *, decoding: DecodingConfig | None = None):
+        self.bundle = bundle
+        self.decoding = decoding or bundle.decoding
+        self.history: list[int] = []
+
+    def reset(self) -> None:
+        self.history = []
+
+    def prompt_ids(self, content: list[Piece], want: str | None = None) -> list[int]:
+        """Ids of the whole prompt for this user turn (history included)."""
+        if want is not None and want not in WANTS:
+            raise AnyGPTError(f"unknown output modality {want!r}; choose one of {', '.join(WANTS)}")
+        if want not in (None, "text"):
+            self.bundle.layout[want]  # raises for a modality the bundle lacks
+        b, fmt = self.bundle, self.bundle.prompt_format
+        if fmt.kind == "base":
+            pieces = self._base_pieces(content, want)
+            head: list[int] = []
+        else:
+            pieces = merge_text(content)
+            pieces = (fmt.system_pieces() if not self.history else [fmt.turn_separator]) + \
+                fmt.user_pieces(pieces) + fmt.reply_prefix(b.layout, want)
+            head = self.history
+        bos = [b.tokenizer.bos_token_id] if fmt.add_bos and not head and b.tokenizer.bos_token_id is not None else []
+        return head + bos + encode_pieces(pieces, b.tokenizer, b.layout)
+
+    def _base_pieces(self, content: list[Piece], want: str | None) -> list[Piece]:
+        fmt, layout = self.bundle.prompt_format, self.bundle.layout
+        media = [p for p in content if isinstance(p, Media)]
+        text = " ".join(p.strip() for p in content if isinstance(p, str) and p.strip())
+        rng = random.Random(self.decoding.seed or 0)
+        if media:
+            if len(media) > 1 or text or want not in (None, "text"):
+                raise AnyGPTError("a base model takes one media input and answers in text "
+                                  "(or text in and one media output); use a chat bundle for more")
+            pool = load_pool(media[0].modality, "to_text")
+            return fmt.base_pieces("to_text", rng.choice(pool), media=media[0])
+        if want in (None, "text"):
+            raise AnyGPTError("a base model needs --want image|speech|music for a text input")
+        pool = load_pool(want, "from_text")
+        return fmt.base_pieces("from_text", rng.choice(pool), text=text, layout=layout, open_span=want)
+
+    def ask(self, content: list[Piece], *, want: str | None = None) -> Reply:
+        return self.ask_batch([content], want=want)[0]
+
+    def ask_batch(self, contents: list[list[Piece]], *, want: str | None = None) -> list[Reply]:
+        """Independent single-turn questions in one batch (the history is neither used nor kept)
+        when more than one is given; one question continues the conversation."""
+        b = self.bundle
+        single = len(contents) == 1
+        saved = self.history
+        if not single:
+            self.history = []
+        prompts = [self.prompt_ids(c, want) for c in contents]
+        self.history = saved
+        allowed = () if want == "text" else None
+        requests = [GenerationRequest(p, allowed) for p in prompts]
+        new = generate_ids(b.model, b.layout, requests, self.decoding, stop_ids=b.stop_ids, pad_id=b.pad_id)
+        forced = [b.layout[want].start_id] if want not in (None, "text") else []
+        replies = []
+        for prompt, ids in zip(prompts, new):
+            segments = parse_reply(forced + ids, b.layout, b.tokenizer, stop_ids=b.stop_ids)
+            replies.append(Reply(segments, forced + ids))
+            if single and b.prompt_format.kind == "chat":
+                # keep the history well-formed: the reply closed by the format's own end token
+                body = ids[:-1] if ids and ids[-1] in b.stop_ids else ids
+                self.history = prompt + body + b.token_ids([b.prompt_format.assistant_end])
+        return replies
+
+
+def write_segments(bundle: Bundle, segments: list[Segment], out_dir: str | Path, *,
+                   voice: np.ndarray | None = None, seed: int | None = None, stem: str = "reply") -> list[dict]:
+    """Decode media segments to PNG/WAV files in out_dir; return one JSON-ready dict per segment."""
+    from anygpt import media
+
+    out_dir = Path(out_dir)
+    rows: list[dict] = []
+    counts: dict[str, int] = {}
+    for seg in segments:
+        if seg.modality == "text":
+            rows.append({"modality": "text", "text": seg.text})
+            continue
+        n = counts[seg.modality] = counts.get(seg.modality, 0) + 1
+        row: dict = {"modality": seg.modality, "num_codes": seg.num_codes}
+        if seg.warnings:
+            row["warnings"] = list(seg.warnings)
+        spec = bundle.layout[seg.modality].spec
+        usable = seg.num_codes > 0 and (spec.tokens_per_item is None or seg.num_codes == spec.tokens_per_item)
+        if not usable:
+            row["path"] = None  # nothing that can be decoded faithfully
+            rows.append(row)
+            continue
+        codec = bundle.codec(seg.modality)
+        if seg.modality == "image":
+            path = media.save_image(codec.decode(seg.codes, seed=seed), out_dir / f"{stem}-image{n}.png")
+        else:
+            wav = codec.decode(seg.codes, voice=voice if seg.modality == "speech" else None, seed=seed)
+            path = media.save_audio(out_dir / f"{stem}-{seg.modality}{n}.wav", wav, codec.sample_rate)
+            row["seconds"] = round(len(wav) / codec.sample_rate, 4)
+        row["path"] = str(path)
+        rows.append(row)
+    return rows

@@ -1,0 +1,330 @@
+"""The `anygpt` command: one subcommand per stage.
+
+    anygpt chat  [--bundle B] [--text T] [--image F]... [--speech F]... [--music F]... [--voice WAV]
+                 [--want text|image|speech|music] [--out DIR] [--json]
+    anygpt info  [--bundle B] [--json]
+    anygpt demo  [--out DIR]
+    anygpt bundle save NAME --out DIR | anygpt bundle verify DIR
+
+Errors the user can fix print one line on stderr and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from anygpt.errors import AnyGPTError
+
+DEFAULT_BUNDLE = "debug"
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched: fail fast instead of retrying
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"anygpt: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
+# --- shared options ------------------------------------------------------------------------------
+
+def _bundle_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", default=DEFAULT_BUNDLE, help=f"built-in name or bundle directory (default: {DEFAULT_BUNDLE})")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="LLM precision (default: as saved)")
+
+
+def _decoding_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default=None, help="decoding preset: paper, release, greedy (default: the bundle's)")
+    p.add_argument("--seed", type=int, default=None, help="make sampling reproducible")
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a decoding value, e.g. music_top_p=0.9, text_num_beams=1, constrained=false")
+
+
+def _parse_value(text: str):
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _decoding(args, bundle):
+    from dataclasses import fields
+
+    from anygpt.generate.config import DecodingConfig, preset
+
+    base = preset(args.preset) if args.preset else bundle.decoding
+    if args.preset:  # keep the bundle's span limits; a preset only changes how to sample
+        base = base.override(max_seconds=bundle.decoding.max_seconds, max_new_tokens=bundle.decoding.max_new_tokens)
+    changes: dict = {"seed": args.seed, "max_new_tokens": args.max_new_tokens}
+    top = {f.name for f in fields(DecodingConfig)}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise AnyGPTError(f"--set expects KEY=VALUE, got {item!r}")
+        modality, _, name = key.partition("_")
+        if key.startswith("max_seconds_"):
+            changes["max_seconds"] = {**base.max_seconds, key[len("max_seconds_"):]: float(value)}
+        elif key in top or (modality in ("text", "image", "speech", "music") and name):
+            changes[key] = _parse_value(value)
+        else:
+            raise AnyGPTError(f"unknown decoding setting {key!r}")
+    try:
+        return base.override(**changes)
+    except TypeError as e:
+        raise AnyGPTError(f"bad decoding setting: {e}") from None
+
+
+def _load(args):
+    from anygpt.bundles import load_bundle
+
+    return load_bundle(args.bundle, device=args.device, dtype=args.dtype)
+
+
+# --- chat ----------------------------------------------------------------------------------------
+
+def _chat_content(bundle, args) -> list:
+    from anygpt.chat import encode_media
+
+    pieces: list = []
+    for modality in ("image", "speech", "music"):
+        for path in getattr(args, modality) or []:
+            pieces += [encode_media(bundle, modality, path), " "]
+    if args.text:
+        pieces.append(args.text)
+    elif pieces:
+        pieces.pop()  # no trailing space after the last media
+    return pieces
+
+
+def _load_voice(bundle, path, seconds):
+    from anygpt import media
+
+    return media.load_audio(path, bundle.codec("speech").sample_rate, max_seconds=seconds)
+
+
+def cmd_chat(args) -> int:
+    from anygpt.chat import ChatSession, write_segments
+
+    bundle = _load(args)
+    session = ChatSession(bundle, decoding=_decoding(args, bundle))
+    voice = _load_voice(bundle, args.voice, args.voice_seconds) if args.voice else None
+    content = _chat_content(bundle, args)
+    if not content:
+        return _interactive(session, args, voice)
+    t0 = time.perf_counter()
+    reply = session.ask(content, want=args.want)
+    rows = write_segments(bundle, reply.segments, args.out, voice=voice, seed=session.decoding.seed)
+    elapsed = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps({"bundle": bundle.name, "segments": rows, "generated_tokens": len(reply.ids),
+                          "seconds": round(elapsed, 3)}, ensure_ascii=False))
+    else:
+        _print_rows(rows)
+    return 0
+
+
+def _print_rows(rows: list[dict]) -> None:
+    for row in rows:
+        if row["modality"] == "text":
+            print(row["text"])
+        else:
+            where = row["path"] or "(not decoded)"
+            extra = f", {row['seconds']} s" if "seconds" in row else ""
+            print(f"[{row['modality']}: {row['num_codes']} codes{extra}] {where}")
+        for w in row.get("warnings", []):
+            print(f"  warning: {w}", file=sys.stderr)
+
+
+INTERACTIVE_HELP = """Type a message and press Enter. Commands:
+  /image PATH  /speech PATH  /music PATH   attach media to the next message
+  /want text|image|speech|music            ask for that kind of reply (once)
+  /reset                                   forget the conversation
+  /quit                                    leave"""
+
+
+def _interactive(session, args, voice) -> int:
+    from anygpt.chat import WANTS, encode_media, write_segments
+
+    print(f"anygpt chat with bundle {session.bundle.name!r}. {INTERACTIVE_HELP}")
+    attached: list = []
+    want = args.want
+    turn = 0
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            print()
+            return 0
+        if not line:
+            continue
+        cmd, _, rest = line.partition(" ")
+        try:
+            if cmd == "/quit":
+                return 0
+            if cmd == "/reset":
+                session.reset()
+                attached, want = [], args.want
+                print("(conversation cleared)")
+                continue
+            if cmd == "/want":
+                if rest not in WANTS:
+                    raise AnyGPTError(f"/want takes one of {', '.join(WANTS)}")
+                want = rest
+                continue
+            if cmd in ("/image", "/speech", "/music"):
+                attached += [encode_media(session.bundle, cmd[1:], rest.strip()), " "]
+                print(f"(attached {cmd[1:]} {rest.strip()})")
+                continue
+            if cmd.startswith("/"):
+                raise AnyGPTError(f"unknown command {cmd}; type /quit to leave")
+            turn += 1
+            reply = session.ask(attached + [line], want=want)
+            attached, want = [], args.want
+            rows = write_segments(session.bundle, reply.segments, args.out, voice=voice,
+                                  seed=session.decoding.seed, stem=f"turn{turn}")
+            print("anygpt> ", end="")
+            _print_rows(rows)
+        except AnyGPTError as e:
+            print(f"anygpt: error: {e}", file=sys.stderr)
+
+
+# --- info ----------------------------------------------------------------------------------------
+
+def bundle_info(bundle) -> dict:
+    from anygpt.model import count_parameters
+
+    return {
+        "bundle": bundle.name,
+        "description": bundle.description,
+        "vocab_size": bundle.layout.vocab_size,
+        "text_vocab_size": bundle.layout.base_vocab_size,
+        "layout": bundle.layout.describe(),
+        "extra_tokens": bundle.layout.extra_ids,
+        "prompt_format": bundle.prompt_format.name,
+        "llm": {"architecture": type(bundle.model).__name__, "parameters": count_parameters(bundle.model)},
+        "codecs": {m: s.name for m, s in bundle.codecs.items()},
+        "decoding": bundle.decoding.to_dict(),
+    }
+
+
+def cmd_info(args) -> int:
+    info = bundle_info(_load(args))
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False))
+        return 0
+    print(f"bundle {info['bundle']}: {info['description']}")
+    print(f"  llm {info['llm']['architecture']}, {info['llm']['parameters']:,} parameters; "
+          f"vocabulary {info['vocab_size']:,} ({info['text_vocab_size']:,} text)")
+    print(f"  prompt format {info['prompt_format']}")
+    for name, m in info["layout"].items():
+        shape = f"{m['codebooks']} x {m['codebook_size']}" if m["codebooks"] > 1 else str(m["size"])
+        rate = f"{m['tokens_per_item']} per item" if m["tokens_per_item"] else f"{m['tokens_per_second']:g} per s"
+        print(f"  {name:7s} codes {shape:>11s}  {rate:12s} {m['start']} {m['end']}  ids {m['first_id']}..{m['end_id']}"
+              f"  codec {info['codecs'].get(name, '-')}")
+    return 0
+
+
+# --- demo and bundles ------------------------------------------------------------------------------
+
+def cmd_demo(args) -> int:
+    from anygpt.demo import run_demo
+
+    return run_demo(args.bundle, Path(args.out))
+
+
+def cmd_bundle_save(args) -> int:
+    from anygpt.bundles import save_bundle
+
+    path = save_bundle(_load(args), args.out)
+    print(f"wrote bundle {args.bundle!r} to {path}")
+    return 0
+
+
+def cmd_bundle_verify(args) -> int:
+    from anygpt.bundles import MANIFEST, read_manifest, verify_files
+
+    path = Path(args.path)
+    if not (path / MANIFEST).is_file():
+        raise AnyGPTError(f"{path}: no {MANIFEST}")
+    manifest = read_manifest(path)
+    verify_files(path, manifest)
+    print(f"{path}: {len(manifest.get('files', {}))} files match the manifest")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from anygpt import __version__
+
+    parser = argparse.ArgumentParser(prog="anygpt", description="Any-to-any multimodal LLMs over discrete tokens.")
+    parser.add_argument("--version", action="version", version=f"anygpt {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("chat", help="talk to a bundle: one turn with inputs, interactive without")
+    _bundle_args(p)
+    _decoding_args(p)
+    p.add_argument("--text", help="the message text")
+    p.add_argument("--image", action="append", help="an image file (repeatable)")
+    p.add_argument("--speech", action="append", help="a speech recording (repeatable)")
+    p.add_argument("--music", action="append", help="a music clip (repeatable)")
+    p.add_argument("--voice", help="a recording whose voice spoken replies should copy")
+    p.add_argument("--voice-seconds", type=float, default=3.0, help="voice prompt length used (default 3 s)")
+    p.add_argument("--want", choices=["text", "image", "speech", "music"], help="require this kind of reply")
+    p.add_argument("--out", default="anygpt-out", help="folder for generated PNG/WAV files")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("info", help="describe a bundle: layout, sizes, codecs, decoding")
+    _bundle_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="run a fixed set of any-to-any turns and write a page of results")
+    p.add_argument("--bundle", default=DEFAULT_BUNDLE)
+    p.add_argument("--out", default="demo-out")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bundle", help="save or verify bundles")
+    bsub = p.add_subparsers(dest="bundle_command", required=True)
+    q = bsub.add_parser("save", help="write a built-in bundle to a directory")
+    q.add_argument("bundle", help="built-in bundle name, e.g. debug")
+    q.add_argument("--out", required=True)
+    q.set_defaults(func=cmd_bundle_save, device="cpu", dtype=None)
+    q = bsub.add_parser("verify", help="check a bundle directory against its manifest hashes")
+    q.add_argument("path")
+    q.set_defaults(func=cmd_bundle_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        return args.func(args)
+    except AnyGPTError as e:
+        print(f"anygpt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("anygpt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The one codec interface every image, speech and music tokenizer implements, and its registry.
+
+A codec turns one media item into a matrix of discrete codes and back:
+
+    image  PIL.Image (RGB)                      -> codes (1, tokens_per_item)    e.g. (1, 32)
+    speech float32 waveform (samples,) @ sr     -> codes (num_codebooks, frames) e.g. (1, 50) per second
+    music  float32 waveform (samples,) @ sr     -> codes (num_codebooks, frames) e.g. (4, 250) per 5 s
+
+Codes are what the LLM sees (speech: only the semantic RVQ layer; the other layers are filled back in
+by the decoder, which may take a voice prompt). The vocabulary layout turns code matrices into token
+ids; codecs never see token ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from anygpt.errors import AnyGPTError
+
+MODALITIES = ("image", "speech", "music")
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """A tokenizer / de-tokenizer pair for one modality."""
+
+    modality: str  # one of MODALITIES
+    codebook_size: int  # entries in each codebook
+    num_codebooks: int  # codebooks handed to the LLM: image 1, speech 1, music 4
+    frame_rate: float | None  # code frames per second of audio; None for images
+    tokens_per_item: int | None  # codes per image (32); None for audio
+    sample_rate: int | None  # audio samples per second; None for images
+
+    def encode(self, media: Any) -> torch.Tensor:
+        """One item -> LongTensor (num_codebooks, frames)."""
+        ...
+
+    def decode(
+        self, codes: torch.Tensor, *, voice: np.ndarray | None = None, seed: int | None = None
+    ) -> Any:
+        """LongTensor (num_codebooks, frames) -> PIL.Image or float32 waveform (samples,).
+
+        `voice` is a waveform at `sample_rate` whose timbre speech decoders should copy; `seed` makes
+        any sampling inside the decoder reproducible.
+        """
+        ...
+
+    def config(self) -> dict:
+        """Plain-JSON constructor arguments: `REGISTRY[name](**codec.config())` rebuilds it."""
+        ...
+
+
+@dataclass(frozen=True)
+class CodecEntry:
+    name: str
+    modality: str
+    build: Callable[..., Codec]  # build(**config) -> codec with freshly initialised weights
+
+
+_REGISTRY: dict[str, CodecEntry] = {}
+
+
+def register_codec(name: str, modality: str) -> Callable[[Callable[..., Codec]], Callable[..., Codec]]:
+    """Class or function decorator: make a codec buildable by name from a bundle manifest."""
+
+    def wrap(build: Callable[..., Codec]) -> Callable[..., Codec]:
+        if name in _REGISTRY and _REGISTRY[name].build is not build:
+            raise ValueError(f"codec {name!r} is registered twice")
+        _REGISTRY[name] = CodecEntry(name, modality, build)
+        return build
+
+    return wrap
+
+
+def _load_builtin_codecs() -> None:
+    # Importing a codec module registers it; done on first lookup, not at package import.
+    from anygpt.codecs import debug  # noqa: F401
+
+
+def codec_names() -> list[str]:
+    _load_builtin_codecs()
+    return sorted(_REGISTRY)
+
+
+def build_codec(name: str, config: dict | None = None) -> Codec:
+    """Build a registered codec with fresh weights (load a state dict into it afterwards)."""
+    _load_builtin_codecs()
+    if name not in _REGISTRY:
+        raise AnyGPTError(f"unknown codec {name!r}; known codecs: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name].build(**(config or {}))

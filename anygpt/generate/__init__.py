@@ -1,0 +1,1 @@
+"""Modality-aware generation: decoding settings, logits processors, the engine, reply parsing."""

@@ -1,0 +1,157 @@
+"""Reading and writing media files, with one-line errors that name the file and the problem.
+
+Everything that enters a codec passes through here:
+
+    load_image(path)                    -> PIL.Image, RGB
+    load_audio(path, sample_rate)       -> float32 mono waveform (samples,) at sample_rate
+    as_waveform(array, sample_rate)     -> the same checks for audio already in memory
+
+Bad input (missing, unreadable, empty, silent, NaN) raises MediaError here rather than surfacing
+later as a shape error or a silent garbage token sequence.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from anygpt.errors import MediaError
+
+SILENCE_PEAK = 1e-4  # below this peak |sample| a waveform is treated as silence (-80 dBFS)
+PathLike = str | os.PathLike
+
+
+def _existing_file(path: PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"{path}: no such file")
+    if not path.is_file():
+        raise MediaError(f"{path}: not a file")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+
+
+def load_image(path: PathLike) -> Image.Image:
+    """Read an image file into an RGB PIL image (transparent areas become white)."""
+    path = _existing_file(path)
+    try:
+        with Image.open(path) as opened:
+            opened.load()  # decode now: truncated files fail here, not in the codec
+            image = ImageOps.exif_transpose(opened)  # phone photos store rotation in EXIF
+    except UnidentifiedImageError:
+        raise MediaError(f"{path}: not an image (unrecognised or empty file)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise MediaError(f"{path}: not a readable image ({e})") from None
+    if image.width == 0 or image.height == 0:
+        raise MediaError(f"{path}: image has zero size ({image.width}x{image.height})")
+    return _to_rgb(image)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        # Dropping alpha would expose whatever colour hides under transparent pixels; composite
+        # onto white instead, as a viewer would show it.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def save_image(image: Image.Image | np.ndarray, path: PathLike) -> Path:
+    """Write an image as PNG (an HxWx3 uint8 array is accepted too); returns the path."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    if not isinstance(image, Image.Image):
+        raise MediaError(f"{path}: expected a PIL image or uint8 array, got {type(image).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _to_rgb(image).save(path, format="PNG")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Audio
+
+
+def as_waveform(x: Any, sample_rate: int, *, source: str = "waveform") -> np.ndarray:
+    """Check an in-memory waveform and return it as float32 mono (samples,).
+
+    Accepts a numpy array or torch tensor, 1-D (samples,) or 2-D (channels, samples); channels are
+    averaged. Integer PCM is scaled to [-1, 1]. `source` names the input in error messages.
+    """
+    if sample_rate <= 0:
+        raise MediaError(f"{source}: sample rate must be positive, got {sample_rate}")
+    if hasattr(x, "detach"):  # torch tensor; duck-typed so this module never imports torch
+        x = x.detach().float().cpu().numpy()
+    x = np.asarray(x)
+    if np.issubdtype(x.dtype, np.integer):
+        x = x / float(np.iinfo(x.dtype).max)
+    elif not np.issubdtype(x.dtype, np.floating):
+        raise MediaError(f"{source}: expected a numeric waveform, got dtype {x.dtype}")
+    if x.ndim == 2:
+        if x.shape[0] > x.shape[1]:
+            raise MediaError(
+                f"{source}: expected (channels, samples), got shape {x.shape}; transpose it"
+            )
+        x = x.mean(axis=0)  # (samples,)
+    elif x.ndim != 1:
+        raise MediaError(f"{source}: expected a 1-D or (channels, samples) waveform, got shape {x.shape}")
+    x = x.astype(np.float32, copy=False)
+    if x.size == 0:
+        raise MediaError(f"{source}: audio is empty (0 samples)")
+    if not np.isfinite(x).all():
+        raise MediaError(f"{source}: audio contains NaN or infinite samples")
+    peak = float(np.abs(x).max())
+    if peak < SILENCE_PEAK:
+        raise MediaError(f"{source}: audio is silent (peak {peak:.1e} < {SILENCE_PEAK:.0e})")
+    return x
+
+
+def load_audio(path: PathLike, sample_rate: int, *, max_seconds: float | None = None) -> np.ndarray:
+    """Read WAV/FLAC/OGG into float32 mono (samples,) at `sample_rate`, cropped to `max_seconds`."""
+    import soundfile as sf
+
+    path = _existing_file(path)
+    if max_seconds is not None and not max_seconds > 0:
+        raise MediaError(f"{path}: max_seconds must be positive, got {max_seconds}")
+    try:
+        data, file_rate = sf.read(path, dtype="float32", always_2d=True)  # (frames, channels)
+    except (sf.SoundFileError, RuntimeError, ValueError) as e:
+        raise MediaError(f"{path}: not a readable audio file ({getattr(e, 'error_string', e)})") from None
+    if max_seconds is not None:  # crop before resampling: no work on audio we would throw away
+        data = data[: math.ceil(max_seconds * file_rate)]
+    if len(data) == 0:
+        raise MediaError(f"{path}: audio is empty (0 samples)")
+    wav = as_waveform(data.mean(axis=1), file_rate, source=str(path))  # (samples,)
+    if file_rate != sample_rate:
+        import soxr
+
+        wav = soxr.resample(wav, file_rate, sample_rate).astype(np.float32)
+    if max_seconds is not None:
+        wav = wav[: round(max_seconds * sample_rate)]
+    return as_waveform(wav, sample_rate, source=str(path))
+
+
+def save_audio(path: PathLike, wav: Any, sample_rate: int) -> Path:
+    """Write a mono waveform as 16-bit PCM WAV, clipped to [-1, 1]; returns the path."""
+    import soundfile as sf
+
+    path = Path(path)
+    if hasattr(wav, "detach"):
+        wav = wav.detach().float().cpu().numpy()
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim != 1:
+        raise MediaError(f"{path}: expected a mono waveform (samples,), got shape {wav.shape}")
+    if not np.isfinite(wav).all():
+        raise MediaError(f"{path}: refusing to write audio with NaN or infinite samples")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    return path

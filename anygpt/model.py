@@ -1,0 +1,90 @@
+"""Load a Hugging Face causal LM and expand its vocabulary with a layout's tokens.
+
+Apart from the embedding matrix and the output layer, the LLM is left exactly as it was (the paper's
+"unmodified LLM"): modality lives only in the layout and in the logits processors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from anygpt.errors import AnyGPTError, BundleError, LayoutError
+from anygpt.layout import LayoutConfig, VocabLayout
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_dtype(name: str | None) -> torch.dtype | None:
+    if name is None:
+        return None
+    if name not in DTYPES:
+        raise AnyGPTError(f"unknown precision {name!r}; choose one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def load_causal_lm(path: str | Path, *, device: str = "cpu", dtype: str | None = None):
+    """A local HF causal LM folder -> model in eval mode. Never reaches the network."""
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise BundleError(f"{path}: no config.json, not a Hugging Face model folder")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=resolve_dtype(dtype))
+    except (OSError, ValueError) as e:
+        raise BundleError(f"{path}: cannot load the language model ({e})") from None
+    return model.to(device).eval()
+
+
+def load_tokenizer(path: str | Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(Path(path), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise BundleError(f"{path}: cannot load the tokenizer ({e})") from None
+
+
+def expand_vocabulary(model, tokenizer, config: LayoutConfig, *, init: str = "random",
+                      seed: int = 0) -> VocabLayout:
+    """Append the layout's tokens to `tokenizer` (as ordinary added tokens, in layout order) and
+    grow the model's input embeddings and output layer to match.
+
+    New rows are drawn from N(0, initializer_range) as in the paper (`init="random"`), or set to the
+    mean of the existing rows (`init="mean"`), which often starts training at a lower loss.
+    """
+    if init not in ("random", "mean"):
+        raise AnyGPTError(f"unknown embedding init {init!r}: expected 'random' or 'mean'")
+    layout = VocabLayout(config, len(tokenizer))
+    tokens = layout.tokens_to_add()
+    present = [t for t in tokens[:1000] if t in tokenizer.get_vocab()]
+    if present:
+        raise LayoutError(f"tokenizer already has layout tokens (e.g. {present[0]!r}); load it with "
+                          "VocabLayout.from_tokenizer instead of expanding it again")
+    tokenizer.add_tokens(tokens)
+    layout.verify(tokenizer)
+
+    old_rows = model.get_input_embeddings().weight.shape[0]
+    if old_rows < layout.base_vocab_size:
+        raise LayoutError(f"model has {old_rows} embedding rows but the tokenizer {layout.base_vocab_size} tokens")
+    model.resize_token_embeddings(max(layout.vocab_size, old_rows), mean_resizing=False)
+    new = slice(layout.base_vocab_size, layout.vocab_size)
+    gen = torch.Generator().manual_seed(seed)
+    std = getattr(model.config, "initializer_range", 0.02)
+    matrices = [model.get_input_embeddings().weight]
+    out = model.get_output_embeddings()
+    if out is not None and out.weight is not matrices[0]:
+        matrices.append(out.weight)
+    with torch.no_grad():
+        for w in matrices:
+            if init == "mean":
+                w[new] = w[: layout.base_vocab_size].mean(0, keepdim=True)
+            else:
+                w[new] = (torch.randn(w[new].shape, generator=gen) * std).to(w.dtype)
+    return layout
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
