@@ -5,6 +5,7 @@
     anygpt info  [--bundle B] [--json]
     anygpt demo  [--out DIR]
     anygpt bundle save NAME --out DIR | anygpt bundle verify DIR
+    anygpt data ...  anygpt train ...   (registered by the data and training stages)
 
 Errors the user can fix print one line on stderr and exit with status 2, without a traceback.
 """
@@ -270,6 +271,20 @@ def cmd_bundle_verify(args) -> int:
     return 0
 
 
+def _plugin_registrars(*modules: str):
+    """`register(subparsers)` of each stage module that is present in this installation."""
+    import importlib
+
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name and name.startswith(e.name):  # the stage module itself is absent
+                continue
+            raise
+        yield module.register
+
+
 def build_parser() -> argparse.ArgumentParser:
     from anygpt import __version__
 
@@ -300,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", default=DEFAULT_BUNDLE)
     p.add_argument("--out", default="demo-out")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("data", help="make and prepare data: the offline world, token shards, mixtures")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    for register in _plugin_registrars("anygpt.data.world.command", "anygpt.data.pipeline.command"):
+        register(dsub)
+    for register in _plugin_registrars("anygpt.train.command"):
+        register(sub)
 
     p = sub.add_parser("bundle", help="save or verify bundles")
     bsub = p.add_subparsers(dest="bundle_command", required=True)

@@ -60,7 +60,8 @@ def build_debug_bundle(seed: int = 0) -> Bundle:
                                          tie_word_embeddings=False, **LLM))
     layout = expand_vocabulary(model, tokenizer, official_layout_config(), seed=seed)
     model.eval()
-    decoding = PRESETS["paper"].override(max_new_tokens=400, max_seconds={"speech": 4.0, "music": 4.0})
+    # Small budgets: a random model never stops by itself, so every reply runs to them.
+    decoding = PRESETS["paper"].override(max_new_tokens=160, max_seconds={"speech": 2.0, "music": 1.0})
     codecs = {m: CodecSlot(m, name, {"seed": seed}) for m, name in CODECS.items()}
     return Bundle(
         name="debug",
