@@ -1,0 +1,1 @@
+"""Data: procedural world generators and, later, tokenisation to shards."""
