@@ -76,19 +76,28 @@ def register_codec(name: str, modality: str) -> Callable[[Callable[..., Codec]],
     return wrap
 
 
-def _load_builtin_codecs() -> None:
-    # Importing a codec module registers it; done on first lookup, not at package import.
-    from anygpt.codecs import debug  # noqa: F401
+# Built-in codecs by name -> the module that registers them. A module is imported only when one of
+# its codecs is asked for, so heavy codecs (SEED-2, SpeechTokenizer) cost nothing until used.
+BUILTIN_CODECS = {
+    "debug-image": "anygpt.codecs.debug",
+    "debug-speech": "anygpt.codecs.debug",
+    "debug-music": "anygpt.codecs.debug",
+    "seed2": "anygpt.codecs.seed2.codec",
+    "encodec-32khz": "anygpt.codecs.encodec",
+    "speechtokenizer": "anygpt.codecs.speechtokenizer",
+}
 
 
 def codec_names() -> list[str]:
-    _load_builtin_codecs()
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(BUILTIN_CODECS))
 
 
 def build_codec(name: str, config: dict | None = None) -> Codec:
-    """Build a registered codec with fresh weights (load a state dict into it afterwards)."""
-    _load_builtin_codecs()
+    """Build a registered codec (a fresh instance: real weights when its config names them)."""
+    if name not in _REGISTRY and name in BUILTIN_CODECS:
+        import importlib
+
+        importlib.import_module(BUILTIN_CODECS[name])
     if name not in _REGISTRY:
-        raise AnyGPTError(f"unknown codec {name!r}; known codecs: {', '.join(sorted(_REGISTRY))}")
+        raise AnyGPTError(f"unknown codec {name!r}; known codecs: {', '.join(codec_names())}")
     return _REGISTRY[name].build(**(config or {}))
