@@ -5,6 +5,7 @@ Everything that enters a codec passes through here:
     load_image(path)                    -> PIL.Image, RGB
     load_audio(path, sample_rate)       -> float32 mono waveform (samples,) at sample_rate
     as_waveform(array, sample_rate)     -> the same checks for audio already in memory
+    to_waveform(path | array | (array, rate), sample_rate) -> what audio codecs accept
 
 Bad input (missing, unreadable, empty, silent, NaN) raises MediaError here rather than surfacing
 later as a shape error or a silent garbage token sequence.
@@ -131,13 +132,29 @@ def load_audio(path: PathLike, sample_rate: int, *, max_seconds: float | None = 
     if len(data) == 0:
         raise MediaError(f"{path}: audio is empty (0 samples)")
     wav = as_waveform(data.mean(axis=1), file_rate, source=str(path))  # (samples,)
-    if file_rate != sample_rate:
+    return _resample_crop(wav, file_rate, sample_rate, max_seconds, str(path))
+
+
+def _resample_crop(wav: np.ndarray, rate: int, sample_rate: int, max_seconds: float | None, source: str) -> np.ndarray:
+    if rate != sample_rate:
         import soxr
 
-        wav = soxr.resample(wav, file_rate, sample_rate).astype(np.float32)
+        wav = soxr.resample(wav, rate, sample_rate).astype(np.float32)
     if max_seconds is not None:
-        wav = wav[: round(max_seconds * sample_rate)]
-    return as_waveform(wav, sample_rate, source=str(path))
+        wav = wav[: max(1, round(max_seconds * sample_rate))]
+    return as_waveform(wav, sample_rate, source=source)
+
+
+def to_waveform(media: Any, sample_rate: int, *, source: str = "waveform",
+                max_seconds: float | None = None) -> np.ndarray:
+    """What audio codecs accept: a file path, a waveform already at `sample_rate`, or a
+    (waveform, rate) pair -> float32 mono (samples,) at `sample_rate`, cropped to `max_seconds`."""
+    if isinstance(media, (str, os.PathLike)):
+        return load_audio(media, sample_rate, max_seconds=max_seconds)
+    if isinstance(media, tuple) and len(media) == 2:
+        wav, rate = media
+        return _resample_crop(as_waveform(wav, int(rate), source=source), int(rate), sample_rate, max_seconds, source)
+    return _resample_crop(as_waveform(media, sample_rate, source=source), sample_rate, sample_rate, max_seconds, source)
 
 
 def save_audio(path: PathLike, wav: Any, sample_rate: int) -> Path:

@@ -29,6 +29,9 @@ pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
 # torch first and pinned: anything asking for plain `torch` would pull a multi-GB CUDA build.
 "${pip[@]}" install "torch==2.13.0"
 "${pip[@]}" install -c scripts/constraints.txt -e ".[test]"
+# The real SpeechTokenizer model code, without its declared dependencies: they include torchaudio,
+# which breaks beside CPU torch. Only its model module is imported (it needs torch and einops).
+"${pip[@]}" install --no-deps "speechtokenizer==1.0.1"
 if .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('torchaudio') is None)"; then
   echo "setup: torchaudio is installed in .venv; it breaks audio imports beside CPU torch" >&2
   exit 1

@@ -24,24 +24,7 @@ from anygpt.codecs.seed2.codec import CLIP_MEAN, CLIP_STD, Seed2Codec, preproces
 from anygpt.codecs.seed2.config import OFFICIAL, TINY, Seed2Config
 from anygpt.errors import BundleError, LayoutError
 
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("test_seed2: network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    assert os.environ.get("HF_HUB_OFFLINE") == "1"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two contend badly on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("no_network", "one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -461,5 +444,5 @@ def test_seed_sampling_settings_are_checked():
 
 
 def test_seed_network_is_blocked():
-    with pytest.raises(OSError, match="network access attempted"):
+    with pytest.raises(OSError, match="network access in a test"):
         socket.create_connection(("huggingface.co", 443), timeout=1)

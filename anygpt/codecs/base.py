@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from anygpt.errors import AnyGPTError
+from anygpt.errors import AnyGPTError, LayoutError
 
 MODALITIES = ("image", "speech", "music")
 
@@ -52,6 +52,31 @@ class Codec(Protocol):
     def config(self) -> dict:
         """Plain-JSON constructor arguments: `REGISTRY[name](**codec.config())` rebuilds it."""
         ...
+
+
+def check_codes(
+    codes: Any, name: str, num_codebooks: int, codebook_size: int, length: int | None = None
+) -> torch.Tensor:
+    """Validate a code matrix (num_codebooks, T) for decoding and return it as a LongTensor; `length`
+    fixes T (images). Raises LayoutError naming the codec and the first bad value."""
+    codes = torch.as_tensor(codes)
+    if codes.dtype.is_floating_point or codes.dtype.is_complex or codes.dtype == torch.bool:
+        raise LayoutError(f"{name}: codes must be integers, got {codes.dtype}")
+    if codes.ndim != 2 or codes.shape[0] != num_codebooks:
+        raise LayoutError(
+            f"{name}: expected codes of shape ({num_codebooks}, T), got {tuple(codes.shape)}"
+        )
+    if length is not None and codes.shape[1] != length:
+        raise LayoutError(f"{name}: decodes exactly {length} codes per item, got {codes.shape[1]}")
+    if codes.shape[1] < 1:
+        raise LayoutError(f"{name}: got no code frames (shape {tuple(codes.shape)})")
+    bad = (codes < 0) | (codes >= codebook_size)
+    if bad.any():
+        q, t = (int(i) for i in bad.nonzero()[0])
+        raise LayoutError(
+            f"{name}: code {int(codes[q, t])} at position ({q}, {t}) is outside [0, {codebook_size})"
+        )
+    return codes.long()
 
 
 @dataclass(frozen=True)

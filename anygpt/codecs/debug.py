@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from anygpt.codecs.base import register_codec
-from anygpt.errors import LayoutError, MediaError
+from anygpt.codecs.base import check_codes, register_codec
+from anygpt.errors import MediaError
 from anygpt.media import as_waveform
 
 AUDIO_PEAK = 0.9  # decoded audio is scaled down to at most this peak, leaving headroom
@@ -84,30 +84,6 @@ def _fit_residual_codebooks(draw: Callable[[int], torch.Tensor], n_q: int, size:
             x = x - residual_dequantize(residual_quantize(x, earlier), earlier)
         books.append(x)
     return torch.stack(books)
-
-
-def _check_codes(
-    codes: Any, name: str, num_codebooks: int, codebook_size: int, length: int | None = None
-) -> torch.Tensor:
-    """Validate a code matrix (num_codebooks, T) and return it as a LongTensor."""
-    codes = torch.as_tensor(codes)
-    if codes.dtype.is_floating_point or codes.dtype.is_complex or codes.dtype == torch.bool:
-        raise LayoutError(f"{name}: codes must be integers, got {codes.dtype}")
-    if codes.ndim != 2 or codes.shape[0] != num_codebooks:
-        raise LayoutError(
-            f"{name}: expected codes of shape ({num_codebooks}, T), got {tuple(codes.shape)}"
-        )
-    if length is not None and codes.shape[1] != length:
-        raise LayoutError(f"{name}: decodes exactly {length} codes per item, got {codes.shape[1]}")
-    if codes.shape[1] < 1:
-        raise LayoutError(f"{name}: got no code frames (shape {tuple(codes.shape)})")
-    bad = (codes < 0) | (codes >= codebook_size)
-    if bad.any():
-        q, t = (int(i) for i in bad.nonzero()[0])
-        raise LayoutError(
-            f"{name}: code {int(codes[q, t])} at position ({q}, {t}) is outside [0, {codebook_size})"
-        )
-    return codes.long()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +212,7 @@ class DebugImageCodec(torch.nn.Module):
         self, codes: torch.Tensor, *, voice: np.ndarray | None = None, seed: int | None = None
     ) -> Image.Image:
         """Codes (1, tokens_per_item) -> image_size x image_size RGB image; voice and seed are unused."""
-        codes = _check_codes(codes, "debug-image", 1, self.codebook_size, length=self.tokens_per_item)
+        codes = check_codes(codes, "debug-image", 1, self.codebook_size, length=self.tokens_per_item)
         # The projection rows are orthonormal, so its transpose is its pseudo-inverse.
         patches = self.codebook[codes[0]] @ self.projection  # (tokens, 3 * ph * pw)
         pixels = ((self._unpatch(patches) + 0.5) * 255.0).round().clamp(0, 255).to(torch.uint8)
@@ -340,7 +316,7 @@ class DebugSpeechCodec(torch.nn.Module):
     @torch.no_grad()
     def decode_rvq(self, codes: torch.Tensor) -> np.ndarray:
         """All RVQ layers (n_q, T) -> waveform (T * hop,)."""
-        return self.rvq.decode(_check_codes(codes, "debug-speech", self.n_q, self.codebook_size))
+        return self.rvq.decode(check_codes(codes, "debug-speech", self.n_q, self.codebook_size))
 
     @torch.no_grad()
     def decode(
@@ -352,7 +328,7 @@ class DebugSpeechCodec(torch.nn.Module):
         cycled over the frames, when `voice` is given; otherwise random codes from `seed` (None
         means 0, so decoding is always reproducible).
         """
-        semantic = _check_codes(codes, "debug-speech", 1, self.codebook_size)  # (1, T)
+        semantic = check_codes(codes, "debug-speech", 1, self.codebook_size)  # (1, T)
         T = semantic.shape[1]
         if voice is not None:
             prompt = self.rvq.encode(voice, "voice prompt")[1:]  # (n_q - 1, T_voice)
@@ -406,5 +382,5 @@ class DebugMusicCodec(torch.nn.Module):
         self, codes: torch.Tensor, *, voice: np.ndarray | None = None, seed: int | None = None
     ) -> np.ndarray:
         """Codes (num_codebooks, T) -> waveform (T * hop,); voice and seed are unused."""
-        codes = _check_codes(codes, "debug-music", self.num_codebooks, self.codebook_size)
+        codes = check_codes(codes, "debug-music", self.num_codebooks, self.codebook_size)
         return self.rvq.decode(codes)

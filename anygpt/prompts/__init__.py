@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import string
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from importlib import resources
 from typing import Union
 
