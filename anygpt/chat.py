@@ -61,7 +61,9 @@ class ChatSession:
         if want is not None and want not in WANTS:
             raise AnyGPTError(f"unknown output modality {want!r}; choose one of {', '.join(WANTS)}")
         if want not in (None, "text"):
-            self.bundle.layout[want]  # raises for a modality the bundle lacks
+            self.bundle.layout[want]  # raises for a modality the layout lacks
+            if want not in self.bundle.codecs:  # fail before generating what cannot be decoded
+                raise AnyGPTError(f"bundle {self.bundle.name!r} has no {want} codec to decode a {want} reply")
         b, fmt = self.bundle, self.bundle.prompt_format
         if fmt.kind == "base":
             pieces = self._base_pieces(content, want)

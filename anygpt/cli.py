@@ -223,7 +223,30 @@ def bundle_info(bundle) -> dict:
         "llm": {"architecture": type(bundle.model).__name__, "parameters": count_parameters(bundle.model)},
         "codecs": {m: s.name for m, s in bundle.codecs.items()},
         "decoding": bundle.decoding.to_dict(),
+        "memory": memory_estimate(bundle),
     }
+
+
+def memory_estimate(bundle) -> dict:
+    """Bytes each component needs for its weights: the LLM from its parameters at each precision,
+    codecs from their loaded tensors or, before loading, their weight files on disk."""
+    from anygpt.bundles.official import weight_files
+    from anygpt.model import count_parameters
+
+    n = count_parameters(bundle.model)
+    out = {"llm": {"parameters": n, "fp32_gib": round(n * 4 / 2**30, 3), "bf16_gib": round(n * 2 / 2**30, 3)}}
+    for modality, slot in bundle.codecs.items():
+        if slot.instance is not None or slot.name.startswith("debug-"):
+            codec = slot.get()
+            size = sum(t.numel() * t.element_size() for t in codec.state_dict().values())
+            out[modality] = {"codec": slot.name, "loaded_gib": round(size / 2**30, 4)}
+        else:
+            files = {}
+            for value in slot.config.values():
+                if isinstance(value, str) and Path(value).exists():
+                    files.update(weight_files(Path(value)))
+            out[modality] = {"codec": slot.name, "weights_on_disk_gib": round(sum(files.values()) / 2**30, 3)}
+    return out
 
 
 def cmd_info(args) -> int:
@@ -235,6 +258,12 @@ def cmd_info(args) -> int:
     print(f"  llm {info['llm']['architecture']}, {info['llm']['parameters']:,} parameters; "
           f"vocabulary {info['vocab_size']:,} ({info['text_vocab_size']:,} text)")
     print(f"  prompt format {info['prompt_format']}")
+    mem = info["memory"]
+    parts = [f"llm {mem['llm']['fp32_gib']} GiB fp32 / {mem['llm']['bf16_gib']} GiB bf16"]
+    for m, v in mem.items():
+        if m != "llm":
+            parts.append(f"{m} {v.get('loaded_gib', v.get('weights_on_disk_gib'))} GiB")
+    print("  weights: " + ", ".join(parts))
     for name, m in info["layout"].items():
         shape = f"{m['codebooks']} x {m['codebook_size']}" if m["codebooks"] > 1 else str(m["size"])
         rate = f"{m['tokens_per_item']} per item" if m["tokens_per_item"] else f"{m['tokens_per_second']:g} per s"
@@ -256,6 +285,29 @@ def cmd_bundle_save(args) -> int:
 
     path = save_bundle(_load(args), args.out)
     print(f"wrote bundle {args.bundle!r} to {path}")
+    return 0
+
+
+def cmd_bundle_import(args) -> int:
+    from anygpt.bundles.official import find_paths, import_official
+
+    overrides = {}
+    for item in args.codec_config:
+        modality, sep, text = item.partition("=")
+        try:
+            overrides[modality] = json.loads(text) if sep else None
+        except json.JSONDecodeError as e:
+            raise AnyGPTError(f"--codec-config {item!r}: not JSON ({e})") from None
+        if not isinstance(overrides[modality], dict):
+            raise AnyGPTError(f"--codec-config expects MODALITY={{...}}, got {item!r}")
+    paths = find_paths(Path(args.official) if args.official else None, model=args.model, llm=args.llm,
+                       seed=args.seed_tokenizer, speechtokenizer=args.speechtokenizer, soundstorm=args.soundstorm,
+                       encodec=args.encodec, unclip=args.unclip)
+    out, notes = import_official(paths, Path(args.out), prompt_format=args.format, decoding=args.preset,
+                                 codec_overrides=overrides)
+    for note in notes:
+        print(f"  {note}")
+    print(f"wrote bundle manifest {out / 'manifest.json'}; run: anygpt chat --bundle {out}")
     return 0
 
 
@@ -329,6 +381,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("bundle", help="built-in bundle name, e.g. debug")
     q.add_argument("--out", required=True)
     q.set_defaults(func=cmd_bundle_save, device="cpu", dtype=None)
+    q = bsub.add_parser("import", help="make a bundle of the released AnyGPT models from local folders")
+    q.add_argument("--official", help="a folder laid out like the release's models/ (anygpt/chat, speechtokenizer, ...)")
+    q.add_argument("--model", choices=["chat", "base"], default="chat", help="which LLM under anygpt/ (default chat)")
+    q.add_argument("--llm", help="the LLM folder (overrides --official)")
+    q.add_argument("--seed-tokenizer", help="seed_quantizer.pt (or its folder)")
+    q.add_argument("--speechtokenizer", help="folder with config.json and ckpt.dev")
+    q.add_argument("--soundstorm", help="speechtokenizer_soundstorm_mls.pt")
+    q.add_argument("--encodec", help="facebook/encodec_32khz folder")
+    q.add_argument("--unclip", help="stabilityai/stable-diffusion-2-1-unclip folder")
+    q.add_argument("--format", help="prompt format (default: mmgpt for chat, base for base)")
+    q.add_argument("--preset", default="paper", help="decoding defaults (paper, release, greedy)")
+    q.add_argument("--codec-config", action="append", default=[], metavar="MODALITY=JSON",
+                   help="extra codec settings, e.g. speech='{\"steps\": 6}'")
+    q.add_argument("--out", required=True)
+    q.set_defaults(func=cmd_bundle_import)
     q = bsub.add_parser("verify", help="check a bundle directory against its manifest hashes")
     q.add_argument("path")
     q.set_defaults(func=cmd_bundle_verify)

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from official_tiny import ENCODEC_TINY, MUSIC_SR, music, write_encodec
 
 import anygpt.codecs.encodec as encodec_module  # registers "encodec-32khz"
 from anygpt.codecs.base import build_codec
@@ -13,52 +14,16 @@ from anygpt.media import save_audio
 
 pytestmark = pytest.mark.usefixtures("no_network", "one_thread")
 
-SR = 32000
-TINY = {  # encodec_32khz's layout (32 kHz, strides 8,5,4,4 -> 50 Hz, 4 x 2048 at 2.2 kbps), tiny widths
-    "sampling_rate": SR,
-    "audio_channels": 1,
-    "upsampling_ratios": [8, 5, 4, 4],
-    "codebook_size": 2048,
-    "target_bandwidths": [2.2],
-    "num_filters": 4,
-    "hidden_size": 16,
-    "codebook_dim": 16,
-    "num_lstm_layers": 1,
-    "normalize": False,
-    "chunk_length_s": None,
-    "overlap": None,
-    "norm_type": "weight_norm",
-    "use_causal_conv": False,
-    "pad_mode": "reflect",
-}
+SR = MUSIC_SR
 
 
-def music(seconds, seed=0, sr=SR):
-    """Three notes with harmonics changing every half second, plus a little noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(seconds * sr)) / sr
-    notes = 220 * 2 ** (rng.integers(0, 12, size=int(seconds * 2) + 1) / 12)
-    f = notes[(t * 2).astype(int)]
-    wav = sum(np.sin(2 * np.pi * k * f * t) / k for k in (1, 2, 3)) * 0.3
-    return (wav + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
 
 
 @pytest.fixture(scope="module")
 def hf_dir(tmp_path_factory):
     """A local folder in Hugging Face format, as facebook/encodec_32khz but tiny and random."""
-    from transformers import EncodecConfig, EncodecModel
-
-    torch.manual_seed(0)
-    model = EncodecModel(EncodecConfig(**TINY)).eval()
-    with torch.no_grad():  # fresh codebooks are all zero: spread them where encoder frames lie
-        frames = model.encoder(torch.from_numpy(music(4.0, seed=9))[None, None])[0].T  # (200, 16)
-        for i, layer in enumerate(model.quantizer.layers):
-            centre = frames.mean(0) if i == 0 else 0  # later layers quantize residuals around 0
-            spread = frames.std(0) * (2.0 if i == 0 else 0.5**i)
-            layer.codebook.embed.copy_(centre + torch.randn(2048, frames.shape[1]) * spread)
-    out = tmp_path_factory.mktemp("encodec_32khz")
-    model.save_pretrained(out)
-    return out
+    return write_encodec(tmp_path_factory.mktemp("encodec_32khz"))
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +86,7 @@ def test_encodec_config_rebuilds_the_codec(codec, hf_dir):
     again = build_codec("encodec-32khz", config)
     x = music(0.5, seed=6)
     assert torch.equal(again.encode(x), codec.encode(x))
-    from_dict = build_codec("encodec-32khz", {"model_config": TINY})  # random weights, same shapes
+    from_dict = build_codec("encodec-32khz", {"model_config": ENCODEC_TINY})  # random weights, same shapes
     assert from_dict.encode(x).shape == (4, 25)
     assert build_codec("encodec-32khz", from_dict.config()).config() == from_dict.config()
 
@@ -133,7 +98,7 @@ def test_encodec_rejects_bad_codes_and_folders(codec, tmp_path):
         codec.decode(torch.zeros(3, 10, dtype=torch.long))
     with pytest.raises(BundleError, match="no config.json"):
         build_codec("encodec-32khz", {"path": str(tmp_path)})
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "encodec", **TINY}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "encodec", **ENCODEC_TINY}))
     with pytest.raises(BundleError, match="cannot load Encodec"):  # config without weights
         build_codec("encodec-32khz", {"path": str(tmp_path)})
     with pytest.raises(ValueError):

@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from official_tiny import write_unclip
 from PIL import Image
 
 from anygpt.codecs.base import Codec, build_codec
@@ -348,68 +349,7 @@ def test_seed_decode_without_unclip_path_says_so(tiny):
 @pytest.fixture(scope="module")
 def tiny_unclip(tmp_path_factory):
     """A random-weight Stable unCLIP img2img pipeline (16x16 output), saved like the real folder."""
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        DDPMScheduler,
-        StableUnCLIPImg2ImgPipeline,
-        UNet2DConditionModel,
-    )
-    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import (
-        StableUnCLIPImageNormalizer,
-    )
-    from transformers import (
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPTokenizer,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
-    )
-
-    root = tmp_path_factory.mktemp("unclip")
-    # A byte-level BPE vocabulary with no merges: each byte is a token (GPT-2's byte -> char map).
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars = [chr(b) for b in keep] + [chr(256 + n) for n in range(256 - len(keep))]
-    vocab = {t: i for i, t in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
-    src = root / "tokenizer_src"
-    src.mkdir()
-    (src / "vocab.json").write_text(json.dumps(vocab))
-    (src / "merges.txt").write_text("#version: 0.2\n")
-    (src / "tokenizer_config.json").write_text(json.dumps({"pad_token": "!", "model_max_length": 77}))
-    tokenizer = CLIPTokenizer.from_pretrained(src)
-    assert tokenizer("")["input_ids"] == [vocab["<|startoftext|>"], vocab["<|endoftext|>"]]
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=8, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=(2, 4), use_linear_projection=True,
-        class_embed_type="projection", projection_class_embeddings_input_dim=2 * 1024,  # embedding + noise level
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8, layers_per_block=1,
-    )
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        max_position_embeddings=77, bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
-        pad_token_id=vocab["!"],
-    ))
-    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, projection_dim=1024,
-    ))
-    pipe = StableUnCLIPImg2ImgPipeline(
-        feature_extractor=None, image_encoder=image_encoder,
-        image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=1024),
-        image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
-        tokenizer=tokenizer, text_encoder=text_encoder, unet=unet,
-        scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                                prediction_type="v_prediction", set_alpha_to_one=False, steps_offset=1),
-        vae=vae,
-    )
-    pipe.save_pretrained(root / "sd21-unclip")
-    return root / "sd21-unclip"
+    return write_unclip(tmp_path_factory.mktemp("unclip") / "sd21-unclip")
 
 
 def test_seed_unclip_decode_is_seeded_and_follows_codes(tiny_unclip):

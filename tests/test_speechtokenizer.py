@@ -6,54 +6,29 @@ import json
 import numpy as np
 import pytest
 import torch
+from official_tiny import (
+    SPEECH_SR,
+    SPEECHTOKENIZER_TINY,
+    speech,
+    write_soundstorm,
+    write_speechtokenizer,
+)
 
-import anygpt.codecs.speechtokenizer as st_codec  # registers "speechtokenizer"
 from anygpt.codecs.base import build_codec
-from anygpt.codecs.soundstorm import PRESETS, SoundStorm
+from anygpt.codecs.soundstorm import PRESETS
 from anygpt.errors import BundleError, LayoutError
 from anygpt.media import save_audio
 
 pytestmark = pytest.mark.usefixtures("no_network", "one_thread")
 
-SR = 16000
-TINY_CONFIG = {  # the release's config.json keys, small sizes; training keys are ignored
-    "n_filters": 4,
-    "strides": [8, 5, 4, 2],
-    "dimension": 32,
-    "semantic_dimension": 16,
-    "bidirectional": True,
-    "dilation_base": 2,
-    "residual_kernel_size": 3,
-    "n_residual_layers": 1,
-    "lstm_layers": 1,
-    "activation": "ELU",
-    "codebook_size": 1024,
-    "n_q": 8,
-    "sample_rate": SR,
-    "learning_rate": 1e-4,
-    "semantic_model_path": "/not/used",
-}
+SR = SPEECH_SR
 
 
 @pytest.fixture(scope="module")
 def release_dir(tmp_path_factory):
     """A folder laid out like the release's speech modules, with tiny random weights."""
-    out = tmp_path_factory.mktemp("speech_modules")
-    torch.manual_seed(0)
-    model = st_codec.build_speechtokenizer(TINY_CONFIG)
-    with torch.no_grad():  # fresh RVQ codebooks are all zero: draw layer 1 from encoder frames
-        clips = [speech(2.0, seed=s) * g for s, g in enumerate((0.2, 0.5, 1.0, 2.0, 4.0, 1.5, 0.8, 3.0))]
-        x = torch.from_numpy(np.concatenate(clips))[None, None]  # 16 s: 800 frames
-        frames = model.encoder(x)[0].T  # (800, dim)
-        rows = torch.randint(len(frames), (1024,))
-        for i, layer in enumerate(model.quantizer.vq.layers):
-            spread = frames.std(0) * (0.1 if i == 0 else 0.5 / i)
-            layer._codebook.embed.copy_(
-                (frames[rows] if i == 0 else 0) + torch.randn(1024, frames.shape[1]) * spread
-            )
-    (out / "config.json").write_text(json.dumps(TINY_CONFIG))
-    torch.save(model.state_dict(), out / "ckpt.dev")
-    torch.save(SoundStorm(PRESETS["tiny"]).state_dict(), out / "soundstorm.pt")
+    out = write_speechtokenizer(tmp_path_factory.mktemp("speech_modules"))
+    write_soundstorm(out / "soundstorm.pt")
     return out
 
 
@@ -72,15 +47,7 @@ def codec(release_dir):
     return build_codec("speechtokenizer", codec_config(release_dir))
 
 
-def speech(seconds, seed=0, sr=SR):
-    """A voiced-speech-like test signal: a 120 Hz buzz with a moving formant, plus a little noise."""
-    t = np.arange(round(seconds * sr)) / sr
-    rng = np.random.default_rng(seed)
-    f0 = 120 + 20 * np.sin(2 * np.pi * 3 * t)
-    buzz = np.sign(np.sin(2 * np.pi * np.cumsum(f0) / sr)) * 0.2
-    return (
-        buzz * (0.6 + 0.4 * np.sin(2 * np.pi * 1.5 * t)) + 0.01 * rng.standard_normal(len(t))
-    ).astype(np.float32)
+
 
 
 def test_speechtokenizer_attributes(codec):
@@ -165,7 +132,7 @@ def test_speechtokenizer_rejects_bad_codes(codec):
 def test_speechtokenizer_bad_files_raise_bundle_error(release_dir, tmp_path):
     data = (release_dir / "ckpt.dev").read_bytes()
     (tmp_path / "truncated.dev").write_bytes(data[: len(data) // 3])
-    bigger = {**TINY_CONFIG, "dimension": 48}
+    bigger = {**SPEECHTOKENIZER_TINY, "dimension": 48}
     (tmp_path / "bigger.json").write_text(json.dumps(bigger))
     (tmp_path / "broken.json").write_text("{not json")
     (tmp_path / "partial.json").write_text(json.dumps({"n_q": 8}))

@@ -36,11 +36,15 @@ class CodecSlot:
     name: str
     config: dict
     weights: Path | None = None  # safetensors state dict; None: the codec's own seeded weights
+    device: str = "cpu"  # handed to codecs whose constructor takes a device
     instance: Codec | None = None
 
     def get(self) -> Codec:
         if self.instance is None:
-            codec = build_codec(self.name, self.config)
+            config = dict(self.config)
+            if self.device != "cpu" and "device" not in config and _accepts(self.name, "device"):
+                config["device"] = self.device
+            codec = build_codec(self.name, config)
             if self.weights is not None:
                 _load_weights(codec, self.weights)
             self.instance = codec
@@ -131,7 +135,7 @@ def _load_dir(path: Path, *, device: str, dtype: str | None, verify: bool) -> Bu
         raise BundleError(f"{path}: the model has {rows} embedding rows, the layout needs {layout.vocab_size}")
     codecs = {
         modality: CodecSlot(modality, c["name"], c.get("config", {}),
-                            path / c["weights"] if c.get("weights") else None)
+                            path / c["weights"] if c.get("weights") else None, device=device)
         for modality, c in manifest.get("codecs", {}).items()
     }
     return Bundle(
@@ -165,6 +169,14 @@ def sha256(path: Path) -> str:
 
 
 def verify_files(path: Path, manifest: dict) -> None:
+    """Every file of the bundle against its sha256; external weights (official folders, too large
+    to hash at each load) against their recorded sizes."""
+    for name, size in manifest.get("external_files", {}).items():
+        f = Path(name)
+        if not f.is_file():
+            raise BundleError(f"{path}: missing {f} (named by the manifest)")
+        if f.stat().st_size != size:
+            raise BundleError(f"{path}: {f} changed size since the bundle was made ({f.stat().st_size} != {size} bytes)")
     for rel, digest in manifest.get("files", {}).items():
         f = path / rel
         if not f.is_file():
@@ -210,6 +222,14 @@ def save_bundle(bundle: Bundle, out: str | Path) -> Path:
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return out
+
+
+def _accepts(codec_name: str, argument: str) -> bool:
+    import inspect
+
+    from anygpt.codecs.base import codec_builder
+
+    return argument in inspect.signature(codec_builder(codec_name)).parameters
 
 
 def _load_weights(codec: Codec, path: Path) -> None:

@@ -117,12 +117,16 @@ def codec_names() -> list[str]:
     return sorted(set(_REGISTRY) | set(BUILTIN_CODECS))
 
 
-def build_codec(name: str, config: dict | None = None) -> Codec:
-    """Build a registered codec (a fresh instance: real weights when its config names them)."""
+def codec_builder(name: str) -> Callable[..., Codec]:
     if name not in _REGISTRY and name in BUILTIN_CODECS:
         import importlib
 
         importlib.import_module(BUILTIN_CODECS[name])
     if name not in _REGISTRY:
         raise AnyGPTError(f"unknown codec {name!r}; known codecs: {', '.join(codec_names())}")
-    return _REGISTRY[name].build(**(config or {}))
+    return _REGISTRY[name].build
+
+
+def build_codec(name: str, config: dict | None = None) -> Codec:
+    """Build a registered codec (a fresh instance: real weights when its config names them)."""
+    return codec_builder(name)(**(config or {}))
