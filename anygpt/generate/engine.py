@@ -53,8 +53,9 @@ def generate_ids(model, layout: VocabLayout, requests: list[GenerationRequest], 
                 ([r for r, o in zip(active, open_) if o], False, stop_ids + end_ids),
             ]
         for group, beams, eos in groups:
-            # rows that share their allowed span starts can share one constraint (and one call)
-            for starts in {r.allowed_starts for r in group}:
+            # rows that share their allowed span starts share one constraint and one call; ordered
+            # (not a set) so that seeded sampling draws in the same order in every process
+            for starts in dict.fromkeys(r.allowed_starts for r in group):
                 batch = [r for r in group if r.allowed_starts == starts]
                 constraint = None
                 if decoding.constrained:
@@ -94,11 +95,13 @@ def _run_phase(model, layout, rows: list[_Row], decoding: DecodingConfig, beams:
     if constraint is not None:
         constraint.set_budget(torch.tensor([width + decoding.max_new_tokens - r.generated for r in rows]))
     text = decoding.text
-    if beams:
-        settings = dict(num_beams=text.num_beams, do_sample=text.do_sample, early_stopping=True,
-                        temperature=text.temperature if text.do_sample else None,
-                        top_k=text.top_k or None if text.do_sample else None,
-                        top_p=text.top_p if text.do_sample and text.top_p < 1 else None)
+    if beams:  # HF's own beam search (or beam sampling) with the text settings
+        sampling = text.do_sample
+        settings = dict(num_beams=text.num_beams, do_sample=sampling, early_stopping=True,
+                        temperature=text.temperature if sampling else None,
+                        top_k=(text.top_k or None) if sampling else None,
+                        top_p=text.top_p if sampling and text.top_p < 1 else None,
+                        repetition_penalty=text.repetition_penalty if text.repetition_penalty != 1 else None)
     else:
         sampler = ModalitySampler(layout, decoding)
         processors.append(sampler)
