@@ -403,7 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if args.command == "train":  # `train --processes N` relaunches itself with its own arguments
+        args.argv = argv[argv.index("train") + 1:]
     _quiet_libraries()
     try:
         return args.func(args)

@@ -1,0 +1,5 @@
+import sys
+
+from anygpt.train.command import main
+
+sys.exit(main())
