@@ -108,11 +108,26 @@ def _chat_content(bundle, args) -> list:
     for modality in ("image", "speech", "music"):
         for path in getattr(args, modality) or []:
             pieces += [encode_media(bundle, modality, path), " "]
+    if args.task:
+        return _task_content(args, pieces[::2])
     if args.text:
         pieces.append(args.text)
     elif pieces:
         pieces.pop()  # no trailing space after the last media
     return pieces
+
+
+def _task_content(args, media: list) -> list:
+    """The released chat model's prompt for a task, around its one input; sets --want from it."""
+    from anygpt.prompts import load_tasks
+
+    task = load_tasks()[args.task]
+    value = args.text if task.input == "text" else next((m for m in media if m.modality == task.input), None)
+    if value is None or (task.input == "text") != (not media):
+        raise AnyGPTError(f"--task {task.name} takes one {task.input} input ({'--text' if task.input == 'text' else '--' + task.input})")
+    if args.want is None and task.reply is None:  # a voice-chat reply starts with text, not a span
+        args.want = task.output
+    return task.chat_pieces(value)
 
 
 def _load_voice(bundle, path, seconds):
@@ -354,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voice", help="a recording whose voice spoken replies should copy")
     p.add_argument("--voice-seconds", type=float, default=3.0, help="voice prompt length used (default 3 s)")
     p.add_argument("--want", choices=["text", "image", "speech", "music"], help="require this kind of reply")
+    p.add_argument("--task", choices=["caption", "t2i", "asr", "tts", "music_caption", "t2m", "voice_chat"],
+                   help="wrap the input in the released chat model's prompt for this task")
     p.add_argument("--out", default="anygpt-out", help="folder for generated PNG/WAV files")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_chat)

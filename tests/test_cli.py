@@ -127,3 +127,26 @@ def test_bundle_save_and_verify(capsys, tmp_path):
     out = run_json(capsys, "chat", "--bundle", str(tmp_path / "b"), "--text", "x", "--want", "image",
                    "--out", str(tmp_path / "o"), "--json", "--max-new-tokens", "40")
     assert out["segments"][0]["num_codes"] == 32
+
+
+def test_task_prompts_wrap_the_input(capsys, tmp_path, monkeypatch):
+    seen = {}
+    from anygpt.chat import ChatSession
+
+    real = ChatSession.ask
+
+    def spy(self, content, *, want=None):
+        seen["text"] = self.bundle.tokenizer.decode(self.prompt_ids(content, want))
+        return real(self, content, want=want)
+
+    monkeypatch.setattr(ChatSession, "ask", spy)
+    out = run_json(capsys, "chat", "--task", "t2i", "--text", "a red circle", "--out", str(tmp_path), "--json",
+                   "--max-new-tokens", "40")
+    assert out["segments"][0]["num_codes"] == 32  # --want image implied by the task
+    assert seen["text"].endswith("[Human]: a red circle. Please generation an image.<eoh>\n[MMGPT]: <soim>")
+    sf.write(tmp_path / "q.wav", 0.2 * np.sin(np.arange(16000) / 7), 16000)
+    run_json(capsys, "chat", "--task", "voice_chat", "--speech", str(tmp_path / "q.wav"), "--out", str(tmp_path),
+             "--json", "--max-new-tokens", "10")
+    assert seen["text"].endswith("<eosp> Please recognize the voice command and give reply and voice<eoh>\n[MMGPT]:")
+    assert main(["chat", "--task", "caption", "--text", "no image"]) == 2
+    assert "takes one image input" in capsys.readouterr().err
