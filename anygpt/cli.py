@@ -5,7 +5,7 @@
     anygpt info  [--bundle B] [--json]
     anygpt demo  [--out DIR]
     anygpt bundle save NAME --out DIR | anygpt bundle verify DIR
-    anygpt data ...  anygpt train ...   (registered by the data and training stages)
+    anygpt data ...  anygpt train ...  anygpt codecs ...  anygpt eval ...   (registered by their stages)
 
 Errors the user can fix print one line on stderr and exit with status 2, without a traceback.
 """
@@ -389,8 +389,18 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="data_command", required=True)
     for register in _plugin_registrars("anygpt.data.world.command", "anygpt.data.pipeline.command"):
         register(dsub)
-    for register in _plugin_registrars("anygpt.train.command"):
+    for register in _plugin_registrars("anygpt.train.command", "anygpt.codecs.small.command"):
         register(sub)
+    p = sub.add_parser("eval", help="evaluate: the judges' calibration (and retraining them)")
+    esub = p.add_subparsers(dest="eval_command", required=True)
+    for register in _plugin_registrars("anygpt.eval.judges.command"):
+        register(esub)
+    try:
+        from anygpt.eval.judges.command import register_train
+    except ModuleNotFoundError:
+        pass
+    else:
+        register_train(esub)
 
     p = sub.add_parser("bundle", help="save or verify bundles")
     bsub = p.add_subparsers(dest="bundle_command", required=True)

@@ -32,6 +32,9 @@ pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
 # The real SpeechTokenizer model code, without its declared dependencies: they include torchaudio,
 # which breaks beside CPU torch. Only its model module is imported (it needs torch and einops).
 "${pip[@]}" install --no-deps "speechtokenizer==1.0.1"
+# Judges: resemblyzer's metadata wants webrtcvad built from source (webrtcvad-wheels is installed
+# instead) and unpinned torch; pycocoevalcap's wants pycocotools, which CIDEr-D does not use.
+"${pip[@]}" install --no-deps "resemblyzer==0.1.4" "pycocoevalcap==1.2"
 if .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('torchaudio') is None)"; then
   echo "setup: torchaudio is installed in .venv; it breaks audio imports beside CPU torch" >&2
   exit 1

@@ -110,6 +110,9 @@ BUILTIN_CODECS = {
     "seed2": "anygpt.codecs.seed2.codec",
     "encodec-32khz": "anygpt.codecs.encodec",
     "speechtokenizer": "anygpt.codecs.speechtokenizer",
+    "small-image": "anygpt.codecs.small.image",
+    "small-speech": "anygpt.codecs.small.audio",
+    "small-music": "anygpt.codecs.small.audio",
 }
 
 

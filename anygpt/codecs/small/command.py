@@ -1,0 +1,124 @@
+"""`anygpt codecs`: train and evaluate the small codecs; each command prints its resolved config first.
+
+    anygpt codecs train image|speech|music --world DIR --out DIR [--steps N] [--batch N] [--lr X]
+                  [--save-every N] [--seed S] [--max-items N] [--vq-warmup N] [--no-resume] [--threads N]
+                  [--export-dtype float16|float32] [--set KEY=VALUE]...   (KEY: a codec constructor argument)
+    anygpt codecs train soundstorm --codec OUT_SPEECH/export --world DIR --out DIR [same flags]
+    anygpt codecs eval image|speech|music --codec DIR --world DIR [--split validation] [--n 32] [--out DIR]
+
+A full run: train speech, then soundstorm from its export; OUT/export of the soundstorm run is the
+complete small-speech codec (network + trained SoundStorm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _sets(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = _value(value)
+    return out
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("codecs", help="train and evaluate the small image, speech and music codecs")
+    sub = p.add_subparsers(dest="codecs_command", required=True)
+    t = sub.add_parser("train", help="train one small codec on a world (checkpoints, resume, loss plot, export)")
+    t.add_argument("kind", choices=["image", "speech", "music", "soundstorm"])
+    t.add_argument("--world", required=True, help="a world directory (anygpt data world)")
+    t.add_argument("--out", required=True, help="run directory: checkpoint, metrics, loss.png, export/")
+    t.add_argument("--codec", help="soundstorm: the trained small-speech export directory")
+    t.add_argument("--steps", type=int)
+    t.add_argument("--batch", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--warmup", type=int)
+    t.add_argument("--save-every", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--split")
+    t.add_argument("--max-items", type=int)
+    t.add_argument("--crop-seconds", type=float)
+    t.add_argument("--max-seconds", type=float)
+    t.add_argument("--ctc-weight", type=float)
+    t.add_argument("--max-frames", type=int)
+    t.add_argument("--vq-warmup", type=int, help="speech, music: steps without quantization at the start")
+    t.add_argument("--export-dtype", choices=["float16", "float32", "bfloat16"])
+    t.add_argument("--stop-after", type=int, help="leave after N steps (the run resumes later)")
+    t.add_argument("--no-resume", action="store_true", help="start over even if OUT has a checkpoint")
+    t.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: small convs gain nothing from a 2nd thread on busy cores)")
+    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="codec constructor argument")
+    t.set_defaults(func=_train)
+    e = sub.add_parser("eval", help="measure a trained small codec on world items")
+    e.add_argument("kind", choices=["image", "speech", "music"])
+    e.add_argument("--codec", required=True, help="an export directory (codec.json + weights.safetensors)")
+    e.add_argument("--world", required=True)
+    e.add_argument("--split", default="validation")
+    e.add_argument("--n", type=int, default=32)
+    e.add_argument("--out", help="write eval_<kind>.json and sample reconstructions here")
+    e.add_argument("--threads", type=int, default=1)
+    e.set_defaults(func=_eval)
+
+
+def _train(args) -> int:
+    import torch
+
+    from anygpt.codecs.small import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {k: getattr(args, k) for k in ("steps", "batch", "lr", "warmup", "save_every", "seed", "split",
+                                               "max_items", "crop_seconds", "max_seconds", "ctc_weight",
+                                               "max_frames", "vq_warmup", "export_dtype")}
+    if args.kind == "soundstorm":
+        if not args.codec:
+            raise SystemExit("anygpt codecs train soundstorm: --codec OUT_SPEECH/export is required")
+        if args.set:
+            raise SystemExit("--set does not apply to soundstorm: its shape comes from the speech codec's config")
+        overrides["codec"] = args.codec
+    else:
+        overrides["codec"] = _sets(args.set)
+    cfg = train.default_config(args.kind, args.out, **overrides)
+    print(json.dumps({"world": args.world, **cfg.to_dict()}, indent=2, sort_keys=True), flush=True)
+    train.RECIPES[args.kind](args.world, cfg, stop_after=args.stop_after, progress=not args.no_progress,
+                             resume=not args.no_resume)
+    print(f"wrote {cfg.out}")
+    return 0
+
+
+def _eval(args) -> int:
+    import torch
+
+    from anygpt.codecs.small import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(json.dumps(vars(args) | {"func": None}, indent=2, default=str), flush=True)
+    metrics = train.evaluate(args.kind, args.codec, args.world, split=args.split, n=args.n, out=args.out)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (`python -m anygpt.codecs.small.command ...`) until cli.py registers it."""
+    parser = argparse.ArgumentParser(prog="anygpt")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: independent judges (judges/) that score generated images, captions, speech and music."""

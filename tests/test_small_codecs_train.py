@@ -1,0 +1,160 @@
+"""Training the small codecs: an interrupted run resumes to the same losses, the artefacts are
+written (atomically), the export loads through the registry, losses fall, and the commands run."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from anygpt.codecs.small import train
+from anygpt.codecs.small import train_common as tc
+from anygpt.codecs.small.audio import SmallSpeechCodec
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = {
+    "image": {"codebook_size": 64, "channels": [8, 8, 16], "code_dim": 8},
+    "speech": {"channels": 4, "max_channels": 16, "codebook_size": 32, "code_dim": 8,
+               "soundstorm": {"dim": 16, "depth": 1, "heads": 2, "head_dim": 8, "conv_kernel": 3}},
+    "music": {"channels": 4, "max_channels": 16, "codebook_size": 32, "code_dim": 8},
+}
+
+
+def tones(n: int, seconds: float, rate: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * rate)) / rate
+    words = ["a cat", "big dog", "the sun"]
+    return [{"wav": (0.3 * np.sin(2 * np.pi * rng.uniform(100, 900) * t)).astype(np.float32),
+             "text": words[i % 3], "speaker": "x"} for i in range(n)]
+
+
+def images(n: int) -> torch.Tensor:
+    small = torch.randint(0, 256, (n, 3, 4, 4), generator=torch.Generator().manual_seed(0)).float()
+    return torch.nn.functional.interpolate(small, size=64, mode="bilinear").to(torch.uint8)
+
+
+def run(kind: str, out: Path, steps: int, stop_after=None, resume=True, batch=2, lr=None):
+    cfg = train.default_config(kind, out, steps=steps, batch=batch, lr=lr, warmup=2, save_every=2,
+                               max_seconds=0.5, crop_seconds=0.2, max_frames=20, export_dtype="float32",
+                               vq_warmup=2,  # audio: steps 0-1 unquantized, then codebooks seeded and updated
+                               codec=TINY.get(kind, {}))
+    if kind == "image":
+        return train.train_image(None, cfg, stop_after=stop_after, progress=False, resume=resume, images=images(6))
+    if kind == "speech":
+        return train.train_speech(None, cfg, stop_after=stop_after, progress=False, resume=resume,
+                                  items=tones(4, 0.5, 16000))
+    if kind == "music":
+        return train.train_music(None, cfg, stop_after=stop_after, progress=False, resume=resume,
+                                 items=tones(3, 0.5, 32000))
+    codec = SmallSpeechCodec(**TINY["speech"])
+    gen = torch.Generator().manual_seed(0)
+    codes = [torch.randint(32, (30, 8), generator=gen) for _ in range(5)]
+    return train.train_soundstorm(None, cfg, stop_after=stop_after, progress=False, resume=resume,
+                                  codes=codes, codec=codec)
+
+
+@pytest.mark.parametrize("kind", ["image", "speech", "music", "soundstorm"])
+def test_resumed_run_matches_an_uninterrupted_one(kind, tmp_path):
+    whole = [r["loss"] for r in run(kind, tmp_path / "a", 5)]
+    first = run(kind, tmp_path / "b", 5, stop_after=3)  # "interrupted" after 3 steps (checkpoint at 3)
+    assert len(first) == 3
+    rest = run(kind, tmp_path / "b", 5)
+    assert [r["step"] for r in rest] == [3, 4]
+    assert [r["loss"] for r in first + rest] == whole
+    logged = tc.read_metrics(tmp_path / "b")
+    assert [r["step"] for r in logged] == list(range(5))
+    for d in (tmp_path / "a", tmp_path / "b"):
+        assert (d / tc.CHECKPOINT).is_file() and (d / tc.PLOT).is_file() and (d / "config.json").is_file()
+        assert not list(d.rglob("*.tmp*"))  # atomic writes leave no temporary files
+        codec = tc.load_codec_dir(d / tc.EXPORT)
+        assert json.loads((d / tc.EXPORT / tc.CODEC_JSON).read_text())["name"] == train.CODEC_NAMES[kind]
+    # both runs end with identical weights
+    a = tc.load_codec_dir(tmp_path / "a" / tc.EXPORT).state_dict()
+    b = tc.load_codec_dir(tmp_path / "b" / tc.EXPORT).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert codec.modality in ("image", "speech", "music")
+
+
+def test_no_resume_starts_over(tmp_path):
+    run("image", tmp_path, 3)
+    again = run("image", tmp_path, 3, resume=False)
+    assert [r["step"] for r in again] == [0, 1, 2]
+    assert [r["step"] for r in tc.read_metrics(tmp_path)] == [0, 1, 2]
+
+
+def test_soundstorm_masks_as_generate_sees_them():
+    gen = torch.Generator().manual_seed(0)
+    codes = [torch.randint(32, (40, 8), generator=gen) for _ in range(4)]
+    for s in range(20):
+        semantic, acoustic, target, masked, q = train.soundstorm_batch(
+            codes, tc.step_rng(0, s), tc.step_generator(0, s), 3, 30, 7, 32)
+        assert semantic.shape == (3, 30) and acoustic.shape == (3, 30, 7) and masked.any(1).all()
+        assert (acoustic[..., :q] < 32).all()  # levels below q are given
+        assert torch.equal(acoustic[..., q][masked], torch.full((int(masked.sum()),), 32))
+        assert torch.equal(acoustic[..., q][~masked], target[~masked])
+        # masks cover a suffix of frames (what is generated); the prefix (the prompt) keeps every level
+        if q < 6:
+            for b in range(3):
+                after = (acoustic[b] == 32).any(-1)  # (N,)
+                first = int(after.nonzero()[0])
+                assert after[first:].all() and (acoustic[b, first:, q + 1:] == 32).all()
+                assert not masked[b, :first].any()
+
+
+def test_image_loss_falls(tmp_path):
+    rows = run("image", tmp_path, 60, batch=6, lr=5e-3)
+    losses = [r["loss"] for r in rows]
+    assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
+
+
+# ---------------------------------------------------------------------------------------------
+# The commands, on a tiny world
+
+
+def _tools_missing() -> bool:
+    from anygpt.data.world import music
+
+    return shutil.which("flite") is None or shutil.which("fluidsynth") is None or not any(
+        Path(font).is_file() for font in music.SOUNDFONT_CANDIDATES)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    if _tools_missing():
+        pytest.skip("needs Debian flite, fluidsynth and a GM soundfont")
+    from anygpt.data.world.build import build
+    from anygpt.data.world.config import WorldConfig
+
+    out = tmp_path_factory.mktemp("world") / "w"
+    build(out, WorldConfig(seed=1, n=6, kinds=("images", "speech", "music"), clip_seconds=1.0,
+                           clips_per_render=2), workers=1, progress=False)
+    return out
+
+
+def _sets(kind: str) -> list[str]:
+    out = []
+    for k, v in TINY[kind].items():
+        out += ["--set", f"{k}={json.dumps(v)}"]
+    return out
+
+
+def test_commands_train_and_eval(world, tmp_path, capsys):
+    from anygpt.codecs.small.command import main
+
+    common = ["--world", str(world), "--steps", "2", "--batch", "2", "--save-every", "1", "--no-progress"]
+    for kind in ("image", "speech", "music"):
+        assert main(["codecs", "train", kind, "--out", str(tmp_path / kind), *common, *_sets(kind)]) == 0
+        printed = capsys.readouterr().out
+        assert json.loads(printed[: printed.index("\n}\n") + 2])["kind"] == kind  # resolved config first
+    assert main(["codecs", "train", "soundstorm", "--codec", str(tmp_path / "speech" / "export"),
+                 "--out", str(tmp_path / "ss"), "--max-frames", "20", *common]) == 0
+    for kind, export in (("image", "image"), ("speech", "ss"), ("music", "music")):
+        capsys.readouterr()
+        assert main(["codecs", "eval", kind, "--codec", str(tmp_path / export / "export"), "--world", str(world),
+                     "--n", "2", "--out", str(tmp_path / "eval")]) == 0
+        metrics = json.loads((tmp_path / "eval" / f"eval_{kind}.json").read_text())
+        assert metrics["items"] == 2 and metrics["kind"] == kind
+    assert "layer1_ctc_cer" in json.loads((tmp_path / "eval" / "eval_speech.json").read_text())
