@@ -66,6 +66,19 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def as_image(x: Any, *, source: str = "image") -> Image.Image:
+    """What image codecs accept: a PIL image or an HxWx3 uint8 array -> a non-empty RGB PIL image."""
+    if isinstance(x, np.ndarray):
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] != 3:
+            raise MediaError(f"{source}: expected an HxWx3 uint8 array, got {x.dtype} {x.shape}")
+        x = Image.fromarray(x)
+    if not isinstance(x, Image.Image):
+        raise MediaError(f"{source}: expected a PIL image, got {type(x).__name__}")
+    if x.width == 0 or x.height == 0:
+        raise MediaError(f"{source}: image has zero size ({x.width}x{x.height})")
+    return x.convert("RGB")
+
+
 def save_image(image: Image.Image | np.ndarray, path: PathLike) -> Path:
     """Write an image as PNG (an HxWx3 uint8 array is accepted too); returns the path."""
     if isinstance(image, np.ndarray):

@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from anygpt.codecs.base import check_codes, register_codec
-from anygpt.errors import MediaError
-from anygpt.media import as_waveform
+from anygpt.media import as_image, as_waveform
 
 AUDIO_PEAK = 0.9  # decoded audio is scaled down to at most this peak, leaving headroom
 
@@ -191,18 +190,9 @@ class DebugImageCodec(torch.nn.Module):
     @torch.no_grad()
     def encode(self, media: Image.Image | np.ndarray) -> torch.Tensor:
         """RGB image (PIL, or an HxWx3 uint8 array) -> codes (1, tokens_per_item)."""
-        if isinstance(media, np.ndarray):
-            if media.dtype != np.uint8 or media.ndim != 3 or media.shape[2] != 3:
-                raise MediaError(
-                    f"debug-image: expected an HxWx3 uint8 array, got {media.dtype} {media.shape}"
-                )
-            media = Image.fromarray(media)
-        if not isinstance(media, Image.Image):
-            raise MediaError(f"debug-image: expected a PIL image, got {type(media).__name__}")
-        if media.width == 0 or media.height == 0:
-            raise MediaError(f"debug-image: image has zero size ({media.width}x{media.height})")
         size = (self.image_size, self.image_size)
-        small = np.asarray(media.convert("RGB").resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
+        media = as_image(media, source="debug-image")
+        small = np.asarray(media.resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
         x = torch.from_numpy(small / 255.0 - 0.5).permute(2, 0, 1)  # (3, H, W) in [-0.5, 0.5]
         features = self._patches(x[None]) @ self.projection.T  # (tokens, dim)
         return _nearest(features, self.codebook)[None]  # (1, tokens)

@@ -50,7 +50,8 @@ from anygpt.codecs.seed2.unclip import (
     load_unclip_pipeline,
     render,
 )
-from anygpt.errors import AnyGPTError, BundleError, LayoutError, MediaError
+from anygpt.errors import AnyGPTError, BundleError, LayoutError
+from anygpt.media import as_image
 
 # OpenAI CLIP's pixel statistics (RGB, after scaling to [0, 1]); the release normalises with these.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -75,15 +76,7 @@ def preprocess(image: Image.Image | np.ndarray, size: int) -> torch.Tensor:
     As the release: the whole image is resized to size x size with PIL's bicubic filter (aspect
     ratio not kept, nothing cropped), scaled to [0, 1], then normalised with CLIP's mean and std.
     """
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise MediaError(f"seed2: expected an HxWx3 uint8 array, got {image.dtype} {image.shape}")
-        image = Image.fromarray(image)
-    if not isinstance(image, Image.Image):
-        raise MediaError(f"seed2: expected a PIL image, got {type(image).__name__}")
-    if image.width == 0 or image.height == 0:
-        raise MediaError(f"seed2: image has zero size ({image.width}x{image.height})")
-    resized = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    resized = as_image(image, source="seed2").resize((size, size), Image.Resampling.BICUBIC)
     x = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0)  # (size, size, 3) in [0, 1]
     x = (x - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD)
     return x.permute(2, 0, 1)[None].contiguous()  # (1, 3, size, size)

@@ -23,7 +23,7 @@ from torch import nn
 
 from anygpt.codecs.base import check_codes, register_codec
 from anygpt.codecs.small.rvq import VectorQuantizer
-from anygpt.errors import MediaError
+from anygpt.media import as_image
 
 GRID = (4, 8)  # latent rows x cols: 32 tokens
 
@@ -115,15 +115,7 @@ def image_losses(x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def image_to_tensor(media: Any, size: int, name: str = "small-image") -> torch.Tensor:
     """PIL image or HxWx3 uint8 array -> (3, size, size) float in [-1, 1]."""
-    if isinstance(media, np.ndarray):
-        if media.dtype != np.uint8 or media.ndim != 3 or media.shape[2] != 3:
-            raise MediaError(f"{name}: expected an HxWx3 uint8 array, got {media.dtype} {media.shape}")
-        media = Image.fromarray(media)
-    if not isinstance(media, Image.Image):
-        raise MediaError(f"{name}: expected a PIL image, got {type(media).__name__}")
-    if media.width == 0 or media.height == 0:
-        raise MediaError(f"{name}: image has zero size ({media.width}x{media.height})")
-    media = media.convert("RGB")
+    media = as_image(media, source=name)
     if media.size != (size, size):
         media = media.resize((size, size), Image.Resampling.BICUBIC)
     x = np.asarray(media, dtype=np.float32) / 127.5 - 1.0
