@@ -164,9 +164,17 @@ def crop_batch(items: list[dict], rng: np.random.Generator, batch: int, length: 
 # Recipes
 
 
-def _spec(cfg: TrainConfig, stop_after: int | None, progress: bool) -> tc.LoopSpec:
-    return tc.LoopSpec(out=Path(cfg.out), steps=cfg.steps, lr=cfg.lr, warmup=min(cfg.warmup, cfg.steps),
+def _spec(cfg: TrainConfig, stop_after: int | None, progress: bool, resume: bool) -> tc.LoopSpec:
+    spec = tc.LoopSpec(out=Path(cfg.out), steps=cfg.steps, lr=cfg.lr, warmup=min(cfg.warmup, cfg.steps),
                        save_every=cfg.save_every, seed=cfg.seed, stop_after=stop_after, progress=progress)
+    spec.resume = resume
+    return spec
+
+
+def _optimizer(module: torch.nn.Module, cfg: TrainConfig, betas: tuple[float, float],
+               weight_decay: float = 0.0) -> tuple[list[torch.nn.Parameter], torch.optim.AdamW]:
+    params = [p for p in module.parameters() if p.requires_grad]
+    return params, torch.optim.AdamW(params, lr=cfg.lr, betas=betas, weight_decay=weight_decay)
 
 
 def _finish(codec, cfg: TrainConfig, name: str) -> Path:
@@ -178,10 +186,8 @@ def train_image(world: str | Path, cfg: TrainConfig, *, stop_after: int | None =
     codec = SmallImageCodec(**dict(cfg.codec))
     data = images if images is not None else load_images(world, cfg.split, cfg.max_items)  # (N, 3, 64, 64) uint8
     net = codec.net
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    spec = _spec(cfg, stop_after, progress)
-    spec.resume = resume
+    params, opt = _optimizer(net, cfg, (0.9, 0.99))
+    spec = _spec(cfg, stop_after, progress, resume)
 
     def step(s: int, lr: float) -> dict[str, float]:
         rng = tc.step_rng(cfg.seed, s)
@@ -215,10 +221,8 @@ def train_speech(world: str | Path, cfg: TrainConfig, *, stop_after: int | None 
     sr, hop = codec.sample_rate, codec.hop
     data = items if items is not None else load_audio_items(world, "speech", cfg.split, cfg.max_items, sr)
     net = codec.net  # the SoundStorm is trained afterwards (train_soundstorm)
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.8, 0.99), weight_decay=0.0)
-    spec = _spec(cfg, stop_after, progress)
-    spec.resume = resume
+    params, opt = _optimizer(net, cfg, (0.8, 0.99))
+    spec = _spec(cfg, stop_after, progress, resume)
 
     def step(s: int, lr: float) -> dict[str, float]:
         rng = tc.step_rng(cfg.seed, s)
@@ -254,10 +258,8 @@ def train_music(world: str | Path, cfg: TrainConfig, *, stop_after: int | None =
     data = items if items is not None else load_audio_items(world, "music", cfg.split, cfg.max_items, sr)
     length = max(1, round(cfg.crop_seconds * sr / hop)) * hop
     net = codec.net
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.8, 0.99), weight_decay=0.0)
-    spec = _spec(cfg, stop_after, progress)
-    spec.resume = resume
+    params, opt = _optimizer(net, cfg, (0.8, 0.99))
+    spec = _spec(cfg, stop_after, progress, resume)
 
     def step(s: int, lr: float) -> dict[str, float]:
         x = crop_batch(data, tc.step_rng(cfg.seed, s), cfg.batch, length)
@@ -324,10 +326,8 @@ def train_soundstorm(world: str | Path, cfg: TrainConfig, *, stop_after: int | N
             tc._atomic_save(codes, cache)
     model = codec.soundstorm
     c = model.config
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.01)
-    spec = _spec(cfg, stop_after, progress)
-    spec.resume = resume
+    params, opt = _optimizer(model, cfg, (0.9, 0.98), weight_decay=0.01)
+    spec = _spec(cfg, stop_after, progress, resume)
 
     def step(s: int, lr: float) -> dict[str, float]:
         semantic, acoustic, target, masked, q = soundstorm_batch(
