@@ -30,7 +30,8 @@ class Reply:
 
 
 def encode_media(bundle: Bundle, modality: str, source) -> Media:
-    """A file path (or an in-memory image / waveform) -> Media with the bundle's codec."""
+    """A file path (or an in-memory image, waveform or (waveform, sample rate) pair) -> Media with the
+    bundle's codec."""
     from anygpt import media
 
     codec = bundle.codec(modality)
@@ -39,6 +40,8 @@ def encode_media(bundle: Bundle, modality: str, source) -> Media:
             source = media.load_image(source)
         else:
             source = media.load_audio(source, codec.sample_rate, max_seconds=_max_input_seconds(bundle, modality))
+    elif modality != "image" and isinstance(source, tuple):  # (waveform, rate): resampled and cropped as a file
+        source = media.to_waveform(source, codec.sample_rate, max_seconds=_max_input_seconds(bundle, modality))
     return Media(modality, codec.encode(source))
 
 
@@ -136,19 +139,29 @@ def write_segments(bundle: Bundle, segments: list[Segment], out_dir: str | Path,
         row: dict = {"modality": seg.modality, "num_codes": seg.num_codes}
         if seg.warnings:
             row["warnings"] = list(seg.warnings)
-        spec = bundle.layout[seg.modality].spec
-        usable = seg.num_codes > 0 and (spec.tokens_per_item is None or seg.num_codes == spec.tokens_per_item)
-        if not usable:
+        decoded = decode_segment(bundle, seg, voice=voice, seed=seed)
+        if decoded is None:
             row["path"] = None  # nothing that can be decoded faithfully
             rows.append(row)
             continue
-        codec = bundle.codec(seg.modality)
         if seg.modality == "image":
-            path = media.save_image(codec.decode(seg.codes, seed=seed), out_dir / f"{stem}-image{n}.png")
+            path = media.save_image(decoded, out_dir / f"{stem}-image{n}.png")
         else:
-            wav = codec.decode(seg.codes, voice=voice if seg.modality == "speech" else None, seed=seed)
-            path = media.save_audio(out_dir / f"{stem}-{seg.modality}{n}.wav", wav, codec.sample_rate)
-            row["seconds"] = round(len(wav) / codec.sample_rate, 4)
+            rate = bundle.codec(seg.modality).sample_rate
+            path = media.save_audio(out_dir / f"{stem}-{seg.modality}{n}.wav", decoded, rate)
+            row["seconds"] = round(len(decoded) / rate, 4)
         row["path"] = str(path)
         rows.append(row)
     return rows
+
+
+def decode_segment(bundle: Bundle, seg: Segment, *, voice: np.ndarray | None = None, seed: int | None = None):
+    """A media segment -> a PIL image or a float32 waveform at its codec's rate; None when it cannot be
+    decoded faithfully (no codes, or not the codec's fixed number of codes per item)."""
+    spec = bundle.layout[seg.modality].spec
+    if seg.num_codes == 0 or (spec.tokens_per_item is not None and seg.num_codes != spec.tokens_per_item):
+        return None
+    codec = bundle.codec(seg.modality)
+    if seg.modality == "image":
+        return codec.decode(seg.codes, seed=seed)
+    return codec.decode(seg.codes, voice=voice if seg.modality == "speech" else None, seed=seed)

@@ -22,8 +22,6 @@ from pathlib import Path
 
 from anygpt.errors import AnyGPTError
 
-DEFAULT_BUNDLE = "debug"
-
 
 def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched: fail fast instead of retrying
@@ -41,7 +39,10 @@ def _quiet_libraries() -> None:
 # --- shared options ------------------------------------------------------------------------------
 
 def _bundle_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bundle", default=DEFAULT_BUNDLE, help=f"built-in name or bundle directory (default: {DEFAULT_BUNDLE})")
+    from anygpt.bundles import default_bundle
+
+    p.add_argument("--bundle", default=default_bundle(),
+                   help=f"built-in name or bundle directory (default: {default_bundle()})")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="LLM precision (default: as saved)")
 
@@ -303,6 +304,16 @@ def cmd_bundle_save(args) -> int:
     return 0
 
 
+def cmd_bundle_init_tiny(args) -> int:
+    from anygpt.bundles.tiny import init_bundle
+
+    bundle = init_bundle(args.world, args.out, seed=args.seed)
+    params = sum(p.numel() for p in bundle.model.parameters())
+    print(f"wrote the untrained tiny bundle to {args.out}: {len(bundle.tokenizer)} tokens "
+          f"({bundle.layout.base_vocab_size} text), {params / 1e6:.2f} M parameters")
+    return 0
+
+
 def cmd_bundle_import(args) -> int:
     from anygpt.bundles.official import find_paths, import_official
 
@@ -381,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("demo", help="run a fixed set of any-to-any turns and write a page of results")
-    p.add_argument("--bundle", default=DEFAULT_BUNDLE)
+    _bundle_args(p)
     p.add_argument("--out", default="demo-out")
     p.set_defaults(func=cmd_demo)
 
@@ -391,9 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
         register(dsub)
     for register in _plugin_registrars("anygpt.train.command", "anygpt.codecs.small.command"):
         register(sub)
-    p = sub.add_parser("eval", help="evaluate: the judges' calibration (and retraining them)")
+    p = sub.add_parser("eval", help="evaluate: codecs against the judges, the judges' calibration (and retraining them)")
     esub = p.add_subparsers(dest="eval_command", required=True)
-    for register in _plugin_registrars("anygpt.eval.judges.command"):
+    for register in _plugin_registrars("anygpt.eval.judges.command", "anygpt.eval.command", "anygpt.eval.tasks_command"):
         register(esub)
     try:
         from anygpt.eval.judges.command import register_train
@@ -423,6 +434,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra codec settings, e.g. speech='{\"steps\": 6}'")
     q.add_argument("--out", required=True)
     q.set_defaults(func=cmd_bundle_import)
+    q = bsub.add_parser("init-tiny", help="write the untrained tiny bundle (BPE on a world's text, random Llama, "
+                                          "the shipped small codecs): what `anygpt train` starts from")
+    q.add_argument("--world", required=True, help="a world from `anygpt data world` (its training text)")
+    q.add_argument("--out", required=True)
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_bundle_init_tiny)
     q = bsub.add_parser("verify", help="check a bundle directory against its manifest hashes")
     q.add_argument("path")
     q.set_defaults(func=cmd_bundle_verify)

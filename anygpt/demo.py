@@ -53,6 +53,51 @@ def demo_music(sample_rate: int, seconds: float = 3.0, bpm: float = 120.0) -> np
 
 
 @dataclass
+class DemoInputs:
+    image: object  # PIL image
+    caption: str  # a caption to draw (text -> image)
+    speech: np.ndarray  # an utterance to transcribe
+    voice: np.ndarray  # the voice to speak in (text -> speech, voice chat)
+    sentence: str  # a sentence to speak
+    music: np.ndarray  # a clip to describe
+    music_request: str  # a caption to play (text -> music)
+    speech_rate: int
+    music_rate: int
+
+
+def synthetic_inputs(speech_rate: int, music_rate: int) -> DemoInputs:
+    """Inputs drawn and synthesized here (for bundles not trained on the world, e.g. debug)."""
+    return DemoInputs(demo_image(), "a red circle on a light background", demo_voice(speech_rate),
+                      demo_voice(speech_rate), "the quick brown fox jumps over the lazy dog",
+                      demo_music(music_rate), "a cheerful piano arpeggio", speech_rate, music_rate)
+
+
+def world_inputs(seed: int = 0, n: int = 400) -> DemoInputs:
+    """Held-out items of the evaluation world (seed 0, n=400: its test split, never trained on),
+    generated on the spot: a picture and another's caption, two utterances by different speakers and
+    a third sentence, a music clip and another clip's caption."""
+    from anygpt.data.world import items, media, music, splits
+    from anygpt.data.world.config import WorldConfig
+
+    config = WorldConfig(seed=seed, n=n)
+    test = {kind: [i for i, s in enumerate(splits.assign(seed, kind, n)) if s == "test"]
+            for kind in ("images", "speech")}
+    images = [items.image_rows(config, i, "test")[0] for i in test["images"][:2]]
+    speech = [items.speech_rows(config, i, "test")[0] for i in test["speech"][:6]]
+    voice = next(r for r in speech[1:] if r["speaker"] != speech[0]["speaker"])
+    groups = [g for g, s in enumerate(splits.assign(seed, "music", -(-n // config.clips_per_render))) if s == "test"]
+    font = music.find_soundfont()
+    clips = items.music_rows(config, groups[0], "test", font)
+    other = items.music_rows(config, groups[1], "test", font)[0] if len(groups) > 1 else clips[-1]
+    wav = lambda row: media.decode_wav(row["audio"])[0]
+    return DemoInputs(
+        media.decode_png(images[0]["image"]), images[1]["captions"][0], wav(speech[0]), wav(voice),
+        next(r["text"] for r in speech[2:] if r["text"] != speech[0]["text"]), wav(clips[0]),
+        other["captions"][0],
+        speech[0]["sample_rate"], clips[0]["sample_rate"])
+
+
+@dataclass
 class Turn:
     title: str
     inputs: list[tuple[str, str]]  # (kind, text or file path) shown on the page
@@ -77,34 +122,38 @@ def run_demo(bundle_name: str, out: Path) -> int:
     inputs = out / "inputs"
     tasks = load_tasks()
 
-    image_path = media.save_image(demo_image(), inputs / "red-circle.png")
-    sr_speech = bundle.codec("speech").sample_rate
-    voice = demo_voice(sr_speech)
-    voice_path = media.save_audio(inputs / "voice.wav", voice, sr_speech)
-    sr_music = bundle.codec("music").sample_rate
-    music_path = media.save_audio(inputs / "arpeggio.wav", demo_music(sr_music), sr_music)
+    sr_speech, sr_music = bundle.codec("speech").sample_rate, bundle.codec("music").sample_rate
+    if bundle.name == "debug":
+        made = synthetic_inputs(sr_speech, sr_music)
+    else:
+        t_inputs = time.perf_counter()
+        made = world_inputs()
+        print(f"demo inputs: held-out items of the evaluation world, made in {time.perf_counter() - t_inputs:.2f} s")
+    image_path = media.save_image(made.image, inputs / "picture.png")
+    speech_path = media.save_audio(inputs / "speech.wav", made.speech, made.speech_rate)
+    voice_path = media.save_audio(inputs / "voice.wav", made.voice, made.speech_rate)
+    music_path = media.save_audio(inputs / "music.wav", made.music, made.music_rate)
+    voice = media.load_audio(voice_path, sr_speech)
     image = encode_media(bundle, "image", image_path)
-    speech = encode_media(bundle, "speech", voice_path)
+    speech = encode_media(bundle, "speech", speech_path)
     music = encode_media(bundle, "music", music_path)
+    caption, sentence, request = made.caption, made.sentence, made.music_request
 
-    caption = "a red circle on a light background"
-    sentence = "the quick brown fox jumps over the lazy dog"
     single = [
         Turn("text -> image", [("text", caption)], tasks["t2i"].chat_pieces(caption), "image"),
         Turn("image -> text", [("image", str(image_path))], tasks["caption"].chat_pieces(image), "text"),
-        Turn("speech -> text", [("speech", str(voice_path))], tasks["asr"].chat_pieces(speech), "text"),
+        Turn("speech -> text", [("speech", str(speech_path))], tasks["asr"].chat_pieces(speech), "text"),
         Turn("text -> speech (voice of inputs/voice.wav)", [("text", sentence), ("voice", str(voice_path))],
              tasks["tts"].chat_pieces(sentence), "speech"),
         Turn("music -> text", [("music", str(music_path))], tasks["music_caption"].chat_pieces(music), "text"),
-        Turn("text -> music", [("text", "a cheerful piano arpeggio")],
-             tasks["t2m"].chat_pieces("a cheerful piano arpeggio"), "music"),
+        Turn("text -> music", [("text", request)], tasks["t2m"].chat_pieces(request), "music"),
     ]
     conversation = [
         Turn("conversation 1/3: image in, text out", [("image", str(image_path)), ("text", "What is in this picture?")],
              [image, " What is in this picture?"], "text"),
         Turn("conversation 2/3: text in, music out", [("text", "Write a short tune that fits it.")],
              ["Write a short tune that fits it."], "music"),
-        Turn("conversation 3/3: speech in, speech out", [("speech", str(voice_path))],
+        Turn("conversation 3/3: speech in, speech out", [("speech", str(speech_path))],
              tasks["voice_chat"].chat_pieces(speech), "speech"),
     ]
 

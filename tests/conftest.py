@@ -5,7 +5,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session")
@@ -13,6 +13,16 @@ def debug_bundle():
     from anygpt.bundles import load_bundle
 
     return load_bundle("debug")
+
+
+@pytest.fixture(autouse=True)
+def debug_by_default(request, monkeypatch):
+    """Commands default to the shipped `tiny` bundle; tests of the machinery run on `debug` (random
+    tiny weights, fast) unless marked `@pytest.mark.tiny_default`."""
+    if request.node.get_closest_marker("tiny_default") is None:
+        import anygpt.bundles
+
+        monkeypatch.setattr(anygpt.bundles, "DEFAULT_BUNDLE", "debug")
 
 
 @pytest.fixture
@@ -37,3 +47,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+    """small_world(n, kinds, seed=1) -> a world folder with 1 s music clips, built once per session
+    for each distinct request; skips when flite, fluidsynth or a GM soundfont is missing."""
+    import shutil
+    from pathlib import Path
+
+    from anygpt.data.world import music
+
+    built: dict = {}
+
+    def make(n: int, kinds: tuple[str, ...] = ("images", "speech", "music"), seed: int = 1):
+        if shutil.which("flite") is None or shutil.which("fluidsynth") is None or not any(
+                Path(font).is_file() for font in music.SOUNDFONT_CANDIDATES):
+            pytest.skip("needs Debian flite, fluidsynth and a GM soundfont")
+        key = (n, tuple(kinds), seed)
+        if key not in built:
+            from anygpt.data.world.build import build
+            from anygpt.data.world.config import WorldConfig
+
+            out = tmp_path_factory.mktemp("world") / "w"
+            build(out, WorldConfig(seed=seed, n=n, kinds=tuple(kinds), clip_seconds=1.0, clips_per_render=2),
+                  workers=1, progress=False)
+            built[key] = out
+        return built[key]
+
+    return make

@@ -1,5 +1,5 @@
 """small-speech and small-music: rates and shapes, any length, determinism, SoundStorm invariants,
-CTC helpers, registry round trip, pinned values of the seed-0 networks."""
+phone helpers, Griffin-Lim, registry round trip, pinned values of the seed-0 networks."""
 
 import numpy as np
 import pytest
@@ -8,10 +8,11 @@ import torch
 from anygpt.codecs.base import Codec, build_codec
 from anygpt.codecs.small import train_common as tc
 from anygpt.codecs.small.audio import (
+    PHONES,
     SmallMusicCodec,
     SmallSpeechCodec,
-    ctc_greedy,
-    text_to_ctc,
+    griffin_lim,
+    phone_string,
 )
 from anygpt.errors import LayoutError
 
@@ -86,14 +87,25 @@ def test_soundstorm_keeps_the_prompt_and_layer_1(speech):
     assert speech.soundstorm.config.num_quantizers == 7 and type(ss).__name__ == "SoundStorm"
 
 
-def test_ctc_text_round_trip():
-    ids = text_to_ctc("The  cat's Hat, 3!")
-    assert ids == [c for c in ids if 1 <= c <= 28]
-    log_probs = torch.full((len(ids) * 2, 29), -10.0)
-    for t, c in enumerate(ids):
-        log_probs[2 * t, c] = 0.0  # each character, then a blank
-        log_probs[2 * t + 1, 0] = 0.0
-    assert ctc_greedy(log_probs) == "the cat's hat "
+def test_phone_string_merges_repeats_and_drops_pauses():
+    frames = ["pau", "k", "k", "ae", "pau", "t", "t", "pau"]
+    log_probs = torch.full((len(frames), len(PHONES)), -10.0)
+    for t, p in enumerate(frames):
+        log_probs[t, PHONES.index(p)] = 0.0
+    assert phone_string(log_probs) == "k ae t"
+
+
+def test_griffin_lim_recovers_a_tone_from_its_magnitudes():
+    rate, n_fft, hop = 16000, 512, 160
+    wav = torch.from_numpy(tone(0.5, rate))
+    window = torch.hann_window(n_fft)
+    mag = torch.stft(wav, n_fft, hop, window=window, return_complex=True).abs()[None]
+    out = griffin_lim(mag, n_fft, hop, len(wav), iters=32)[0]
+    assert out.shape == wav.shape
+    again = torch.stft(out, n_fft, hop, window=window, return_complex=True).abs()
+    rel = float((again - mag[0]).norm() / mag[0].norm())
+    assert rel < 0.15  # the magnitudes come back; random phases alone give about 1
+    assert torch.equal(out, griffin_lim(mag, n_fft, hop, len(wav), iters=32)[0])  # seeded
 
 
 def test_export_loads_through_the_registry(speech, music, tmp_path):
@@ -108,8 +120,8 @@ def test_export_loads_through_the_registry(speech, music, tmp_path):
 
 
 # Pinned on the seed-0 networks (torch 2.13 CPU) and the fixed tones above.
-PINNED = [[509, 373, 638, 205, 276, 152, 552, 788], 455.559, [509, 768, 219, 53, 360, 862, 86, 457],
-          [1233, 67, 5, 1289], 213.425]
+PINNED = [[905, 187, 9, 625, 186, 900, 326, 231], 182.811, [972, 996, 947, 708, 808, 233, 1004, 584],
+          [1630, 719, 1423, 1441], 128.694]
 
 
 def test_pinned_values(speech, music):

@@ -2,7 +2,6 @@
 written (atomically), the export loads through the registry, losses fall, and the commands run."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = {
     "image": {"codebook_size": 64, "channels": [8, 8, 16], "code_dim": 8},
-    "speech": {"channels": 4, "max_channels": 16, "codebook_size": 32, "code_dim": 8,
+    "speech": {"n_fft": 256, "width": 16, "depth": 1, "codebook_size": 32, "code_dim": 8,
                "soundstorm": {"dim": 16, "depth": 1, "heads": 2, "head_dim": 8, "conv_kernel": 3}},
-    "music": {"channels": 4, "max_channels": 16, "codebook_size": 32, "code_dim": 8},
+    "music": {"n_fft": 512, "width": 16, "depth": 1, "codebook_size": 32, "code_dim": 8},
 }
 
 
@@ -27,8 +26,9 @@ def tones(n: int, seconds: float, rate: int) -> list[dict]:
     rng = np.random.default_rng(0)
     t = np.arange(int(seconds * rate)) / rate
     words = ["a cat", "big dog", "the sun"]
+    frames = -(-len(t) * 50 // rate)  # phone labels at 50 Hz (speech)
     return [{"wav": (0.3 * np.sin(2 * np.pi * rng.uniform(100, 900) * t)).astype(np.float32),
-             "text": words[i % 3], "speaker": "x"} for i in range(n)]
+             "text": words[i % 3], "speaker": "x", "phones": torch.arange(frames) % 5} for i in range(n)]
 
 
 def images(n: int) -> torch.Tensor:
@@ -38,7 +38,7 @@ def images(n: int) -> torch.Tensor:
 
 def run(kind: str, out: Path, steps: int, stop_after=None, resume=True, batch=2, lr=None):
     cfg = train.default_config(kind, out, steps=steps, batch=batch, lr=lr, warmup=2, save_every=2,
-                               max_seconds=0.5, crop_seconds=0.2, max_frames=20, export_dtype="float32",
+                               crop_seconds=0.2, max_frames=20, export_dtype="float32",
                                vq_warmup=2,  # audio: steps 0-1 unquantized, then codebooks seeded and updated
                                codec=TINY.get(kind, {}))
     if kind == "image":
@@ -114,24 +114,9 @@ def test_image_loss_falls(tmp_path):
 # The commands, on a tiny world
 
 
-def _tools_missing() -> bool:
-    from anygpt.data.world import music
-
-    return shutil.which("flite") is None or shutil.which("fluidsynth") is None or not any(
-        Path(font).is_file() for font in music.SOUNDFONT_CANDIDATES)
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    if _tools_missing():
-        pytest.skip("needs Debian flite, fluidsynth and a GM soundfont")
-    from anygpt.data.world.build import build
-    from anygpt.data.world.config import WorldConfig
-
-    out = tmp_path_factory.mktemp("world") / "w"
-    build(out, WorldConfig(seed=1, n=6, kinds=("images", "speech", "music"), clip_seconds=1.0,
-                           clips_per_render=2), workers=1, progress=False)
-    return out
+def world(small_world):
+    return small_world(6, ("images", "speech", "music"))
 
 
 def _sets(kind: str) -> list[str]:
@@ -157,4 +142,4 @@ def test_commands_train_and_eval(world, tmp_path, capsys):
                      "--n", "2", "--out", str(tmp_path / "eval")]) == 0
         metrics = json.loads((tmp_path / "eval" / f"eval_{kind}.json").read_text())
         assert metrics["items"] == 2 and metrics["kind"] == kind
-    assert "layer1_ctc_cer" in json.loads((tmp_path / "eval" / "eval_speech.json").read_text())
+    assert 0 <= json.loads((tmp_path / "eval" / "eval_speech.json").read_text())["layer1_phone_acc"] <= 1

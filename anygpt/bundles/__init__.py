@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from anygpt.codecs.base import Codec, build_codec
 from anygpt.errors import AnyGPTError, BundleError
@@ -25,6 +25,7 @@ from anygpt.layout import LayoutConfig, VocabLayout
 from anygpt.prompts import PromptFormat, load_format
 
 MANIFEST = "manifest.json"
+DEFAULT_BUNDLE = "tiny"  # what every command runs when no --bundle is given (read at parser build time)
 BUNDLE_FORMAT = 1
 
 
@@ -94,6 +95,11 @@ class Bundle:
 
 # --- built-in presets ----------------------------------------------------------------------------
 
+def default_bundle() -> str:
+    """The bundle commands use without --bundle (read when their parsers are built)."""
+    return DEFAULT_BUNDLE
+
+
 def _builtins() -> dict[str, Callable[[], Bundle]]:
     from anygpt.bundles import debug
 
@@ -112,8 +118,11 @@ def load_bundle(name_or_path: str | Path, *, device: str = "cpu", dtype: str | N
         bundle = builtins[str(name_or_path)]()
         bundle.model.to(device)
         return bundle
-    path = Path(name_or_path)
+    path = packaged_bundles().get(str(name_or_path), Path(name_or_path))
     if not (path / MANIFEST).is_file():
+        if (path / CODECS_ONLY).is_file():
+            raise BundleError(f"bundle {str(name_or_path)!r} holds its codecs only, no trained LLM yet: "
+                              f"`anygpt eval codecs --bundle {name_or_path}` works; chat and generation do not")
         raise BundleError(f"unknown bundle {str(name_or_path)!r}: not a built-in ({', '.join(builtins)}) "
                           f"and not a directory with {MANIFEST}")
     return _load_dir(path, device=device, dtype=dtype, verify=verify)
@@ -129,7 +138,9 @@ def _load_dir(path: Path, *, device: str, dtype: str | None, verify: bool) -> Bu
     layout_d = manifest["layout"]
     layout = VocabLayout(LayoutConfig.from_dict(layout_d), layout_d["base_vocab_size"])
     layout.verify(tokenizer)
-    model = load_causal_lm(path / manifest["llm"]["path"], device=device, dtype=dtype)
+    # weights stored in half precision to stay small say which precision to run them in
+    model = load_causal_lm(path / manifest["llm"]["path"], device=device,
+                           dtype=dtype or manifest["llm"].get("load_dtype"))
     rows = model.get_input_embeddings().weight.shape[0]
     if rows < layout.vocab_size:
         raise BundleError(f"{path}: the model has {rows} embedding rows, the layout needs {layout.vocab_size}")
@@ -145,6 +156,38 @@ def _load_dir(path: Path, *, device: str, dtype: str | None, verify: bool) -> Bu
         codecs=codecs, description=manifest.get("description", ""), path=path,
         extra=manifest.get("extra", {}),
     )
+
+
+CODECS_ONLY = "codecs/codecs.json"  # a bundle directory whose LLM is not there yet: its codecs alone
+
+
+def packaged_bundles() -> dict[str, Path]:
+    """Bundle directories shipped inside the package (anygpt/bundles/<name>/)."""
+    here = Path(__file__).parent
+    return {p.name: p for p in sorted(here.iterdir()) if (p / MANIFEST).is_file() or (p / CODECS_ONLY).is_file()}
+
+
+def load_codec_slots(name_or_path: str | Path, *, device: str = "cpu") -> dict[str, CodecSlot]:
+    """A bundle's codecs without its LLM: {modality: CodecSlot} (built on first use). Takes a built-in
+    or packaged name or a directory with manifest.json (or, before its LLM exists, codecs/codecs.json)."""
+    name = str(name_or_path)
+    if name in _builtins():
+        return _builtins()[name]().codecs
+    path = packaged_bundles().get(name, Path(name_or_path))
+    if (path / MANIFEST).is_file():
+        entries = read_manifest(path).get("codecs", {})
+    elif (path / CODECS_ONLY).is_file():
+        entries = json.loads((path / CODECS_ONLY).read_text(encoding="utf-8"))
+    else:
+        raise BundleError(f"unknown bundle {name!r}: not a built-in ({', '.join(bundle_names())}) and not a "
+                          f"directory with {MANIFEST} or {CODECS_ONLY}")
+    slots = {}
+    for modality, c in entries.items():
+        weights = path / c["weights"] if c.get("weights") else None
+        if weights is not None and not weights.is_file():
+            raise BundleError(f"{path}: missing codec weights {c['weights']}")
+        slots[modality] = CodecSlot(modality, c["name"], c.get("config", {}), weights, device=device)
+    return slots
 
 
 def read_manifest(path: Path) -> dict:
@@ -204,14 +247,20 @@ def save_bundle(bundle: Bundle, out: str | Path) -> Path:
         (out / "codecs").mkdir(exist_ok=True)
         save_file({k: v.contiguous() for k, v in codec.state_dict().items()}, out / rel)
         codecs[modality] = {"name": slot.name, "config": codec.config(), "weights": rel}
+    return write_manifest(bundle, out, codecs)
+
+
+def write_manifest(bundle: Bundle, out: Path, codecs: dict, llm: dict | None = None) -> Path:
+    """manifest.json for the files under `out` (each hashed): `codecs` {modality: {name, config,
+    weights}}, `llm` extra keys of the llm entry (e.g. {"load_dtype": "fp32"})."""
     files = {
-        str(f.relative_to(out)): sha256(f) for f in sorted(out.rglob("*")) if f.is_file()
+        str(f.relative_to(out)): sha256(f) for f in sorted(out.rglob("*")) if f.is_file() and f.name != MANIFEST
     }
     manifest = {
         "anygpt_bundle": BUNDLE_FORMAT,
         "name": bundle.name,
         "description": bundle.description,
-        "llm": {"path": "llm", "architecture": type(bundle.model).__name__},
+        "llm": {"path": "llm", "architecture": type(bundle.model).__name__, **(llm or {})},
         "tokenizer": {"path": "tokenizer"},
         "layout": {**bundle.layout.config.to_dict(), "base_vocab_size": bundle.layout.base_vocab_size},
         "prompt_format": bundle.prompt_format.name,

@@ -32,8 +32,9 @@ def _corpus() -> list[str]:
     return lines
 
 
-def build_text_tokenizer(vocab_size: int = TEXT_VOCAB):
-    """A byte-level BPE with LLaMA's special tokens (<unk> 0, <s> 1, </s> 2); deterministic."""
+def build_text_tokenizer(vocab_size: int = TEXT_VOCAB, corpus: list[str] | None = None):
+    """A byte-level BPE with LLaMA's special tokens (<unk> 0, <s> 1, </s> 2), learnt from `corpus`
+    (default: the package's prompt files); deterministic."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -42,7 +43,7 @@ def build_text_tokenizer(vocab_size: int = TEXT_VOCAB):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(_corpus(), trainer)
+    tok.train_from_iterator(_corpus() if corpus is None else corpus, trainer)
     from tokenizers.processors import TemplateProcessing
 
     tok.post_processor = TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])

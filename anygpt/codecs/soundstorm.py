@@ -334,7 +334,8 @@ class SoundStorm(nn.Module):
         if prompt.ndim != 3 or prompt.shape[0] != B or prompt.shape[2] != 1 + c.num_quantizers:
             raise ValueError(f"prompt must be (B={B}, P, {1 + c.num_quantizers}), got {tuple(prompt.shape)}")
         P = prompt.shape[1]
-        for name, x, high in (("semantic", semantic, c.semantic_vocab), ("prompt", prompt, c.codebook_size)):
+        for name, x, high in (("semantic", semantic, c.semantic_vocab), ("prompt layer 1", prompt[..., 0], c.semantic_vocab),
+                              ("prompt", prompt[..., 1:], c.codebook_size)):
             if x.numel() and (x.min() < 0 or x.max() >= high):
                 raise ValueError(f"{name} codes must lie in [0, {high}), got {int(x.min())}..{int(x.max())}")
 

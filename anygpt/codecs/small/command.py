@@ -50,11 +50,11 @@ def register(subparsers) -> None:
     t.add_argument("--split")
     t.add_argument("--max-items", type=int)
     t.add_argument("--crop-seconds", type=float)
-    t.add_argument("--max-seconds", type=float)
-    t.add_argument("--ctc-weight", type=float)
+    t.add_argument("--content-weight", type=float, help="speech: weight of layer 1's phone loss")
     t.add_argument("--max-frames", type=int)
     t.add_argument("--vq-warmup", type=int, help="speech, music: steps without quantization at the start")
     t.add_argument("--export-dtype", choices=["float16", "float32", "bfloat16"])
+    t.add_argument("--init-from", help="speech: a trained export whose layer 1 is kept (frozen); the rest retrains")
     t.add_argument("--stop-after", type=int, help="leave after N steps (the run resumes later)")
     t.add_argument("--no-resume", action="store_true", help="start over even if OUT has a checkpoint")
     t.add_argument("--threads", type=int, default=1,
@@ -62,6 +62,12 @@ def register(subparsers) -> None:
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="codec constructor argument")
     t.set_defaults(func=_train)
+    s = sub.add_parser("ship", help="copy trained exports into a bundle directory's codecs/ (codecs.json)")
+    s.add_argument("--image", required=True, help="small-image export directory")
+    s.add_argument("--speech", required=True, help="small-speech export directory (of the soundstorm run)")
+    s.add_argument("--music", required=True, help="small-music export directory")
+    s.add_argument("--out", required=True, help="bundle directory (its codecs/ is replaced)")
+    s.set_defaults(func=_ship)
     e = sub.add_parser("eval", help="measure a trained small codec on world items")
     e.add_argument("kind", choices=["image", "speech", "music"])
     e.add_argument("--codec", required=True, help="an export directory (codec.json + weights.safetensors)")
@@ -81,8 +87,8 @@ def _train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {k: getattr(args, k) for k in ("steps", "batch", "lr", "warmup", "save_every", "seed", "split",
-                                               "max_items", "crop_seconds", "max_seconds", "ctc_weight",
-                                               "max_frames", "vq_warmup", "export_dtype")}
+                                               "max_items", "crop_seconds", "content_weight",
+                                               "max_frames", "vq_warmup", "export_dtype", "init_from")}
     if args.kind == "soundstorm":
         if not args.codec:
             raise SystemExit("anygpt codecs train soundstorm: --codec OUT_SPEECH/export is required")
@@ -109,6 +115,14 @@ def _eval(args) -> int:
     print(json.dumps(vars(args) | {"func": None}, indent=2, default=str), flush=True)
     metrics = train.evaluate(args.kind, args.codec, args.world, split=args.split, n=args.n, out=args.out)
     print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _ship(args) -> int:
+    from anygpt.codecs.small.train_common import ship_codecs
+
+    out = ship_codecs({"image": args.image, "speech": args.speech, "music": args.music}, args.out)
+    print(f"wrote {out}")
     return 0
 
 

@@ -32,9 +32,9 @@ GRID = (4, 8)  # latent rows x cols: 32 tokens
 class ImageCodecConfig:
     image_size: int = 64
     codebook_size: int = 1024
-    code_dim: int = 16  # codebook vectors are small; the decoder lifts them back to `channels[-1]`
-    channels: tuple[int, ...] = (16, 32, 64)  # after the 1st, 2nd, 3rd stride-2 conv; the 4x8 step keeps the last
-    res_blocks: int = 1  # residual blocks at each resolution of 16x16 and below
+    code_dim: int = 32  # codebook vectors are small; the decoder lifts them back to `channels[-1]`
+    channels: tuple[int, ...] = (32, 64, 128)  # after the 1st, 2nd, 3rd stride-2 conv; the 4x8 step keeps the last
+    res_blocks: int = 2  # residual blocks at each resolution of 16x16 and below
     normalize: bool = True  # unit-length latents and codes (cosine-similarity lookup)
     decay: float = 0.99  # EMA of codebook updates
     seed: int = 0
@@ -132,8 +132,10 @@ def tensor_to_image(x: torch.Tensor) -> Image.Image:
 class SmallImageCodec(nn.Module):
     """32 codes per image from a small trained VQ network (weights: a safetensors state dict)."""
 
-    def __init__(self, image_size: int = 64, codebook_size: int = 1024, code_dim: int = 16,
-                 channels: list[int] | tuple[int, ...] = (16, 32, 64), res_blocks: int = 1,
+    name = "small-image"
+
+    def __init__(self, image_size: int = 64, codebook_size: int = 1024, code_dim: int = 32,
+                 channels: list[int] | tuple[int, ...] = (32, 64, 128), res_blocks: int = 2,
                  normalize: bool = True, decay: float = 0.99, seed: int = 0):
         super().__init__()
         self.cfg = ImageCodecConfig(image_size, codebook_size, code_dim, tuple(channels), res_blocks, normalize, decay,

@@ -1,15 +1,16 @@
 """One training recipe per small codec, and their evaluations, on the offline world.
 
     train_image(world, TrainConfig)       world images -> small-image
-    train_speech(world, TrainConfig)      world speech (+ transcripts for CTC on layer 1) -> small-speech
+    train_speech(world, TrainConfig)      world speech (+ flite's phone alignments for layer 1) -> small-speech
     train_music(world, TrainConfig)       world music, random crops -> small-music
     train_soundstorm(world, TrainConfig)  a trained small-speech (cfg.codec) -> its SoundStorm trained
-    evaluate(kind, codec_dir, world)      reconstruction, code usage, layer-1 CER, SoundStorm accuracy
+    evaluate(kind, codec_dir, world)      reconstruction, code usage, layer-1 phone accuracy, SoundStorm accuracy
 
 Every recipe writes OUT/ as described in train_common and exports OUT/export/ (codec.json +
 weights.safetensors), which `load_codec_dir` or a bundle's CodecSlot loads through the registry.
 
-SoundStorm is trained as in the SoundStorm paper: for each step one level q is drawn; a random
+SoundStorm is trained as in the SoundStorm paper: for each step one level q is drawn (low levels
+more often, weights (levels - q)^2); a random
 prefix of every sequence (the prompt) stays unmasked at every level; levels below q are given,
 level q is masked on a cosine-scheduled share of the remaining frames, levels above q are masked
 everywhere (as `SoundStorm.generate` sees them); the loss is cross-entropy on level q's masked codes.
@@ -30,10 +31,11 @@ import torch.nn.functional as F
 
 from anygpt.codecs.small import train_common as tc
 from anygpt.codecs.small.audio import (
+    PHONES,
     SmallMusicCodec,
     SmallSpeechCodec,
-    audio_losses,
-    text_to_ctc,
+    mel_distance,
+    spectral_loss,
 )
 from anygpt.codecs.small.image import (
     SmallImageCodec,
@@ -62,13 +64,13 @@ class TrainConfig:
     seed: int = 0
     split: str = "train"
     max_items: int | None = None  # read at most this many world items (None: all)
-    crop_seconds: float = 1.0  # music: training crop; speech: longest utterance kept whole (see max_seconds)
-    max_seconds: float = 6.0  # speech: longer utterances are cropped and left out of the CTC loss
-    ctc_weight: float = 1.0
+    crop_seconds: float = 2.0  # speech, music: training crop (shorter clips are padded)
+    content_weight: float = 1.0  # speech: phone cross-entropy of the layer-1 content head
     commit_weight: float = 0.25
     max_frames: int = 250  # soundstorm: longest training sequence (5 s)
     vq_warmup: int = 0  # speech, music: steps that skip quantization before the codebooks are seeded
     export_dtype: str = "float16"
+    init_from: str = ""  # speech: a trained export whose layer 1 (content encoder, codebook, head) is kept frozen
     codec: dict | str = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -76,10 +78,10 @@ class TrainConfig:
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {  # per kind: steps, batch, lr (what a full run uses)
-    "image": dict(steps=4000, batch=32, lr=2e-3),
-    "speech": dict(steps=3000, batch=6, lr=1e-3, max_seconds=5.0, vq_warmup=200),
-    "music": dict(steps=3000, batch=8, lr=1e-3, crop_seconds=1.0, vq_warmup=200),
-    "soundstorm": dict(steps=3000, batch=16, lr=1e-3),
+    "image": {"steps": 4000, "batch": 32, "lr": 2e-3},
+    "speech": {"steps": 2000, "batch": 16, "lr": 1e-3, "crop_seconds": 2.0, "vq_warmup": 200},
+    "music": {"steps": 2000, "batch": 16, "lr": 1e-3, "crop_seconds": 2.0, "vq_warmup": 200},
+    "soundstorm": {"steps": 3000, "batch": 8, "lr": 1e-3, "max_frames": 150},
 }
 
 
@@ -109,7 +111,7 @@ def load_images(world: str | Path, split: str, max_items: int | None) -> torch.T
 
 
 def load_audio_items(world: str | Path, kind: str, split: str, max_items: int | None, sample_rate: int) -> list[dict]:
-    """World speech or music -> [{"wav": float32 (L,), "text": str, "speaker": str}]."""
+    """World speech or music -> [{"wav": float32 (L,), "text", "speaker", "rate": speaking-rate word}]."""
     from anygpt.data.world.reader import iter_items
 
     out = []
@@ -118,8 +120,11 @@ def load_audio_items(world: str | Path, kind: str, split: str, max_items: int | 
             import soxr
 
             item["waveform"] = soxr.resample(item["waveform"], item["sample_rate"], sample_rate).astype(np.float32)
+        attributes = item.get("attributes") or {}
+        if isinstance(attributes, str):
+            attributes = json.loads(attributes)
         out.append({"wav": item["waveform"].astype(np.float32), "text": item.get("text", ""),
-                    "speaker": item.get("speaker", "")})
+                    "speaker": item.get("speaker", ""), "rate": attributes.get("rate", "normal")})
         if max_items and len(out) >= max_items:
             break
     if not out:
@@ -127,37 +132,49 @@ def load_audio_items(world: str | Path, kind: str, split: str, max_items: int | 
     return out
 
 
-def speech_batch(items: list[dict], rng: np.random.Generator, batch: int, hop: int, sample_rate: int,
-                 max_seconds: float):
-    """B random utterances, zero-padded to the longest (a whole number of frames).
-    Returns wav (B, L), targets (list of CTC class lists; [] = left out), frame lengths (B,)."""
-    idx = rng.integers(len(items), size=batch)
-    cap = int(max_seconds * sample_rate) // hop * hop
-    wavs, targets, frames = [], [], []
-    for i in idx:
-        w, text = items[i]["wav"], items[i]["text"]
-        if len(w) > cap:  # cropped: its transcript no longer fits, so no CTC for it
-            start = int(rng.integers(len(w) - cap + 1))
-            w, text = w[start : start + cap], ""
-        wavs.append(w)
-        targets.append(text_to_ctc(text))
-        frames.append(math.ceil(len(w) / hop))
-    L = max(frames) * hop
-    x = torch.zeros(batch, L)
-    for b, w in enumerate(wavs):
-        x[b, : len(w)] = torch.from_numpy(w)
-    return x, targets, torch.tensor(frames)
+def phone_labels(item: dict, frames: int, frame_rate: float) -> torch.Tensor:
+    """The phone (index in PHONES) at the centre of each of `frames` code frames of a world utterance,
+    from flite's alignment of its sentence in its voice: (frames,) long."""
+    from anygpt.data.world.speech import phone_alignment
+
+    ends, names = [], []
+    for phone, end in phone_alignment(item["text"], item["speaker"], item["rate"]):
+        names.append(PHONES.index(phone) if phone in PHONES else 0)
+        ends.append(end)
+    centres = (np.arange(frames) + 0.5) / frame_rate
+    idx = np.minimum(np.searchsorted(np.asarray(ends), centres), len(names) - 1)
+    return torch.tensor(np.asarray(names)[idx], dtype=torch.long)
 
 
-def crop_batch(items: list[dict], rng: np.random.Generator, batch: int, length: int) -> torch.Tensor:
-    """B random crops of `length` samples (shorter clips zero-padded): (B, length)."""
-    x = torch.zeros(batch, length)
+def attach_phone_labels(items: list[dict], hop: int, frame_rate: float, cache: Path | None = None) -> None:
+    """Adds "phones" (frames,) to every item (flite alignments; read from / written to `cache`)."""
+    if cache is not None and cache.is_file():
+        labels = torch.load(cache, weights_only=True)
+    else:
+        labels = [phone_labels(it, math.ceil(len(it["wav"]) / hop), frame_rate) for it in items]
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tc._atomic_save(labels, cache)
+    for item, lab in zip(items, labels, strict=True):
+        item["phones"] = lab
+
+
+def crop_batch(items: list[dict], rng: np.random.Generator, batch: int, frames: int, hop: int):
+    """B random crops of `frames` code frames, starting on a frame (shorter clips zero-padded).
+    Returns wav (B, frames * hop), real frames (B,), phone labels (B, frames) (-1: padding or none)."""
+    x = torch.zeros(batch, frames * hop)
+    labels = torch.full((batch, frames), -1, dtype=torch.long)
+    real = torch.zeros(batch, dtype=torch.long)
     for b, i in enumerate(rng.integers(len(items), size=batch)):
         w = items[i]["wav"]
-        start = int(rng.integers(max(1, len(w) - length + 1)))
-        seg = w[start : start + length]
+        total = math.ceil(len(w) / hop)
+        start = int(rng.integers(max(1, total - frames + 1)))
+        seg = w[start * hop : (start + frames) * hop]
         x[b, : len(seg)] = torch.from_numpy(seg)
-    return x
+        real[b] = n = math.ceil(len(seg) / hop)
+        if "phones" in items[i]:
+            labels[b, :n] = items[i]["phones"][start : start + n]
+    return x, real, labels
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,64 +232,73 @@ def _finished(cfg: TrainConfig) -> bool:
     return state.is_file() and int(torch.load(state, map_location="cpu", weights_only=True)["step"]) >= cfg.steps
 
 
-def train_speech(world: str | Path, cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = True,
-                 resume: bool = True, items: list[dict] | None = None) -> list[dict]:
-    codec = SmallSpeechCodec(**dict(cfg.codec))
-    sr, hop = codec.sample_rate, codec.hop
-    data = items if items is not None else load_audio_items(world, "speech", cfg.split, cfg.max_items, sr)
-    net = codec.net  # the SoundStorm is trained afterwards (train_soundstorm)
-    params, opt = _optimizer(net, cfg, (0.8, 0.99))
+def _freeze_layer_one(net, export: str | Path) -> None:
+    """Load a trained speech export's weights wherever they fit and freeze what chooses layer 1 (content
+    encoder, its codebook, the phone head) and the feature statistics: layer-1 codes stay exactly the
+    export's, so token data made with it stays valid, while the acoustic layers are trained anew."""
+    from safetensors.torch import load_file
+
+    trained = load_file(str(Path(export) / tc.WEIGHTS))
+    own = net.state_dict()
+    fitting = {k[len("net."):]: v.float() for k, v in trained.items()
+               if k.startswith("net.") and k[len("net."):] in own and own[k[len("net."):]].shape == v.shape}
+    net.load_state_dict(fitting, strict=False)
+    for module in (net.content, net.content_vq, net.content_head):
+        module.requires_grad_(False)
+
+
+def _audio_recipe(codec, cfg: TrainConfig, data: list[dict], stop_after, progress, resume, title: str) -> list[dict]:
+    """The speech and music recipe: random crops, spectral loss (+ the phone loss of layer 1 for speech)."""
+    net = codec.net
+    frames = max(1, round(cfg.crop_seconds * codec.frame_rate))
+    frozen = bool(cfg.init_from)
+    if frozen:
+        _freeze_layer_one(net, cfg.init_from)
+    else:
+        net.set_statistics([torch.from_numpy(it["wav"]) for it in data[:256]])  # a checkpoint overrides these
+    params, opt = _optimizer(net, cfg, (0.9, 0.99))
     spec = _spec(cfg, stop_after, progress, resume)
 
     def step(s: int, lr: float) -> dict[str, float]:
-        rng = tc.step_rng(cfg.seed, s)
-        x, targets, frames = speech_batch(data, rng, cfg.batch, hop, sr, cfg.max_seconds)
+        if frozen:  # no EMA updates or restarts of the layer-1 codebook
+            net.content_vq.eval()
+        x, real, labels = crop_batch(data, tc.step_rng(cfg.seed, s), cfg.batch, frames, codec.hop)
         out = net(x, tc.step_generator(cfg.seed, s), quantize=s >= cfg.vq_warmup)
-        parts = audio_losses(x, out["recon"], sr)
-        loss = parts["stft"] + parts["mel"] + 0.1 * parts["wave"] + cfg.commit_weight * out["commit"]
-        metrics = {}
-        if net.ctc is not None and cfg.ctc_weight:
-            keep = [b for b, t in enumerate(targets) if 0 < len(t) <= int(frames[b])]
-            if keep:
-                logp = net.ctc_logits(out["layer1"][keep])  # (B', T, V)
-                flat = torch.tensor([c for b in keep for c in targets[b]])
-                ctc = F.ctc_loss(logp.transpose(0, 1), flat, frames[keep], torch.tensor([len(targets[b]) for b in keep]),
-                                 blank=0, zero_infinity=True)
-                loss = loss + cfg.ctc_weight * ctc
-                metrics["ctc"] = ctc.item()
+        rec = spectral_loss(out["pred"], out["target"], real)
+        loss = rec + cfg.commit_weight * out["commit"]
+        metrics = {"spectral": rec.item(), "commit": out["commit"].item()}
+        if out["content_logits"] is not None and cfg.content_weight and bool((labels >= 0).any()):
+            logits = out["content_logits"]  # (B, classes, T)
+            content = F.cross_entropy(logits, labels, ignore_index=-1)
+            loss = loss + cfg.content_weight * content
+            keep = labels >= 0
+            metrics["phone_ce"] = content.item()
+            metrics["phone_acc"] = (logits.argmax(1)[keep] == labels[keep]).float().mean().item()
         tc.clip_and_step(loss, params, opt, spec.clip_grad)
         used = out["codes"][:, 0].unique().numel() / codec.codebook_size
-        return {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, **metrics,
-                "commit": out["commit"].item(), "layer1_used": used}
+        return {"loss": loss.item(), **metrics, "layer1_used": used}
 
-    rows = tc.train_loop(net, step, spec, optimizer=opt, config=_config_json(cfg, codec), title="small-speech")
+    rows = tc.train_loop(net, step, spec, optimizer=opt, config=_config_json(cfg, codec), title=title)
     if _finished(cfg):
-        _finish(codec, cfg, "small-speech")
+        _finish(codec, cfg, title)
     return rows
+
+
+def train_speech(world: str | Path, cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = True,
+                 resume: bool = True, items: list[dict] | None = None) -> list[dict]:
+    codec = SmallSpeechCodec(**dict(cfg.codec))  # its SoundStorm is trained afterwards (train_soundstorm)
+    if items is None:
+        items = load_audio_items(world, "speech", cfg.split, cfg.max_items, codec.sample_rate)
+        attach_phone_labels(items, codec.hop, codec.frame_rate, Path(cfg.out) / "phones.pt")
+    return _audio_recipe(codec, cfg, items, stop_after, progress, resume, "small-speech")
 
 
 def train_music(world: str | Path, cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = True,
                 resume: bool = True, items: list[dict] | None = None) -> list[dict]:
     codec = SmallMusicCodec(**dict(cfg.codec))
-    sr, hop = codec.sample_rate, codec.hop
-    data = items if items is not None else load_audio_items(world, "music", cfg.split, cfg.max_items, sr)
-    length = max(1, round(cfg.crop_seconds * sr / hop)) * hop
-    net = codec.net
-    params, opt = _optimizer(net, cfg, (0.8, 0.99))
-    spec = _spec(cfg, stop_after, progress, resume)
-
-    def step(s: int, lr: float) -> dict[str, float]:
-        x = crop_batch(data, tc.step_rng(cfg.seed, s), cfg.batch, length)
-        out = net(x, tc.step_generator(cfg.seed, s), quantize=s >= cfg.vq_warmup)
-        parts = audio_losses(x, out["recon"], sr)
-        loss = parts["stft"] + parts["mel"] + 0.1 * parts["wave"] + cfg.commit_weight * out["commit"]
-        tc.clip_and_step(loss, params, opt, spec.clip_grad)
-        return {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "commit": out["commit"].item()}
-
-    rows = tc.train_loop(net, step, spec, optimizer=opt, config=_config_json(cfg, codec), title="small-music")
-    if _finished(cfg):
-        _finish(codec, cfg, "small-music")
-    return rows
+    if items is None:
+        items = load_audio_items(world, "music", cfg.split, cfg.max_items, codec.sample_rate)
+    return _audio_recipe(codec, cfg, items, stop_after, progress, resume, "small-music")
 
 
 def encode_speech_codes(codec: SmallSpeechCodec, items: list[dict]) -> list[torch.Tensor]:
@@ -291,7 +317,10 @@ def soundstorm_batch(codes: list[torch.Tensor], rng: np.random.Generator, gen: t
         start = int(rng.integers(len(codes[i]) - N + 1))
         seqs.append(codes[i][start : start + N])
     seq = torch.stack(seqs)  # (B, N, 1 + Q)
-    q = int(rng.integers(levels))
+    # lower levels are drawn more often (weights (levels - q)^2): they carry the voice, and every
+    # level above is generated from them
+    weights = (levels - np.arange(levels)) ** 2
+    q = int(rng.choice(levels, p=weights / weights.sum()))
     semantic, acoustic = seq[..., 0], seq[..., 1:].clone()
     target = acoustic[..., q].clone()
     prompt = torch.from_numpy(rng.integers(0, N // 2 + 1, size=batch))  # (B,) prompt frames, kept unmasked
@@ -352,26 +381,10 @@ RECIPES = {"image": train_image, "speech": train_speech, "music": train_music, "
 # Evaluation
 
 
-def _edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
 def _snr(x: np.ndarray, y: np.ndarray) -> float:
     n = min(len(x), len(y))
     err = float(((x[:n] - y[:n]) ** 2).sum())
     return 10 * math.log10(float((x[:n] ** 2).sum()) / max(err, 1e-12))
-
-
-def _mel_distance(x: np.ndarray, y: np.ndarray, sr: int) -> float:
-    n = min(len(x), len(y))
-    with torch.no_grad():
-        return float(audio_losses(torch.from_numpy(x[:n])[None], torch.from_numpy(y[:n])[None], sr)["mel"])
 
 
 def evaluate(kind: str, codec_dir: str | Path, world: str | Path, *, split: str = "validation", n: int = 32,
@@ -400,7 +413,9 @@ def evaluate(kind: str, codec_dir: str | Path, world: str | Path, *, split: str 
     else:
         world_kind = "music" if kind == "music" else "speech"
         items = load_audio_items(world, world_kind, split, n, codec.sample_rate)
-        snr, mel, cer_e, cer_n, acc, mel_ss = [], [], 0, 0, [], []
+        if kind == "speech":
+            attach_phone_labels(items, codec.hop, codec.frame_rate)
+        snr, mel, phone_hits, phone_n, acc, mel_ss = [], [], 0, 0, [], []
         used = [set() for _ in range(codec.n_q)]
         for i, item in enumerate(items):
             codes = codec.encode_rvq(item["wav"])
@@ -408,12 +423,13 @@ def evaluate(kind: str, codec_dir: str | Path, world: str | Path, *, split: str 
                 used[q].update(codes[q].tolist())
             y = codec.decode_rvq(codes)
             snr.append(_snr(item["wav"], y))
-            mel.append(_mel_distance(item["wav"], y, codec.sample_rate))
+            mel.append(mel_distance(item["wav"], y, codec.sample_rate))
             if kind == "speech":
-                if codec.net.ctc is not None:
-                    ref = " ".join(item["text"].lower().split())
-                    cer_e += _edit_distance(codec.transcribe(item["wav"]), ref)
-                    cer_n += len(ref)
+                with torch.no_grad():  # the content head on layer 1 alone, against flite's alignment
+                    q1 = codec.net.content_vq.lookup(codes[:1])
+                    guess = codec.net.content_head(q1.transpose(1, 2))[0].argmax(0)
+                phone_hits += int((guess == item["phones"][: len(guess)]).sum())
+                phone_n += len(guess)
                 # SoundStorm: the first third (at most voice_max_seconds) is the prompt, the rest is filled
                 P = min(codes.shape[1] // 3, int(codec.voice_max_seconds * codec.frame_rate))
                 prompt = codes[:, :P].T[None]
@@ -421,7 +437,7 @@ def evaluate(kind: str, codec_dir: str | Path, world: str | Path, *, split: str 
                 full = codec.soundstorm.generate(codes[:1, P:], prompt, schedule=codec.schedule, generator=gen)[0].T
                 acc.append((full[1:] == codes[1:, P:]).float().mean(1).tolist())
                 y_ss = codec.decode_rvq(torch.cat([codes[:, :P], full], 1))
-                mel_ss.append(_mel_distance(item["wav"][P * codec.hop :], y_ss[P * codec.hop :], codec.sample_rate))
+                mel_ss.append(mel_distance(item["wav"][P * codec.hop :], y_ss[P * codec.hop :], codec.sample_rate))
             if out and i < 4:
                 import soundfile as sf
 
@@ -432,8 +448,7 @@ def evaluate(kind: str, codec_dir: str | Path, world: str | Path, *, split: str 
         metrics = {"snr_db": float(np.mean(snr)), "mel_l1": float(np.mean(mel)),
                    "codes_used_per_layer": [len(u) for u in used]}
         if kind == "speech":
-            if cer_n:
-                metrics["layer1_ctc_cer"] = cer_e / cer_n
+            metrics["layer1_phone_acc"] = phone_hits / max(phone_n, 1)
             metrics["soundstorm_acc_per_level"] = np.mean(acc, 0).round(4).tolist()
             metrics["soundstorm_mel_l1"] = float(np.mean(mel_ss))
     metrics = {"kind": kind, "codec": str(codec_dir), "split": split, "items": n, **metrics,

@@ -244,3 +244,25 @@ def load_codec_dir(path: str | Path):
     codec = build_codec(manifest["name"], manifest["config"])
     codec.load_state_dict(load_file(str(path / manifest.get("weights", WEIGHTS))), strict=True)
     return codec.eval()
+
+
+def ship_codecs(exports: dict[str, str | Path], bundle_dir: str | Path) -> Path:
+    """Copy trained exports {modality: export dir} into BUNDLE/codecs/<modality>.safetensors and write
+    BUNDLE/codecs/codecs.json ({modality: {name, config, weights}}, the codecs section of a manifest).
+    Returns the codecs directory. Each export is loaded first, so a broken one is refused."""
+    import shutil
+
+    codecs_dir = Path(bundle_dir) / "codecs"
+    codecs_dir.mkdir(parents=True, exist_ok=True)
+    entries = {}
+    for modality, export in exports.items():
+        export = Path(export)
+        manifest = json.loads((export / CODEC_JSON).read_text(encoding="utf-8"))
+        codec = load_codec_dir(export)
+        if codec.modality != modality:
+            raise ValueError(f"{export}: a {codec.modality} codec, not {modality}")
+        rel = f"codecs/{modality}.safetensors"
+        shutil.copyfile(export / manifest.get("weights", WEIGHTS), Path(bundle_dir) / rel)
+        entries[modality] = {"name": manifest["name"], "config": manifest["config"], "weights": rel}
+    _write_atomic_text(codecs_dir / "codecs.json", json.dumps(entries, indent=2) + "\n")
+    return codecs_dir

@@ -7,6 +7,8 @@ configuration (one JSON line on stdout) before it starts.
     anygpt data pack SAMPLES_DIR --out DIR [--max-len 4500] [--window N]
     anygpt data inspect DIR [--rows N] [--bundle B]
     anygpt data example --out DIR [--pairs N]
+    anygpt data from-world --world W --out DIR [--splits train validation] [--kinds ...]
+                           [--max-music-seconds S] [--captions first|all] [--spoken-prob P] [--seed N]
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ def _print_config(name: str, cfg: dict) -> None:
 
 
 def run_tokenize(args) -> int:
-    from anygpt.data.pipeline.tokenize import TokenizeConfig, run_tokenize as go
+    from anygpt.data.pipeline.tokenize import TokenizeConfig
+    from anygpt.data.pipeline.tokenize import run_tokenize as go
 
     seconds = {}
     for item in args.max_seconds or []:
@@ -39,7 +42,8 @@ def run_tokenize(args) -> int:
 
 def run_mix(args) -> int:
     from anygpt.bundles import load_bundle
-    from anygpt.data.pipeline.mixture import MixConfig, run_mix as go
+    from anygpt.data.pipeline.mixture import MixConfig
+    from anygpt.data.pipeline.mixture import run_mix as go
 
     cfg = MixConfig.from_toml(args.mixture)
     if args.budget_tokens is not None:
@@ -97,12 +101,27 @@ def run_example(args) -> int:
     return 0
 
 
+def run_from_world(args) -> int:
+    from anygpt.data.pipeline.from_world import FromWorldConfig
+    from anygpt.data.pipeline.from_world import run_from_world as go
+
+    cfg = FromWorldConfig(world=args.world, out=args.out, splits=args.splits, kinds=args.kinds or [],
+                          max_music_seconds=args.max_music_seconds or 0.0, captions=args.captions,
+                          spoken_prob=args.spoken_prob, seed=args.seed)
+    _print_config("from-world", asdict(cfg))
+    summary = go(cfg)
+    print(json.dumps({"out": args.out, "counts": summary["counts"]}))
+    return 0
+
+
 def register(data_subparsers) -> None:
     """Add the pipeline stages to an `anygpt data` subparser group."""
+    from anygpt.bundles import default_bundle
+
     p = data_subparsers.add_parser("tokenize", help="raw JSONL/JSON records -> unit shards (media encoded)")
     p.add_argument("inputs", nargs="+", help=".jsonl/.json files or folders")
     p.add_argument("--out", required=True)
-    p.add_argument("--bundle", default="debug", help="bundle whose codecs encode the media")
+    p.add_argument("--bundle", default=default_bundle(), help="bundle whose codecs encode the media")
     p.add_argument("--dataset", help="dataset name stored in the rows (default: the out folder name)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--chunk-size", type=int, default=256, help="records per shard (the unit of resumption)")
@@ -114,7 +133,7 @@ def register(data_subparsers) -> None:
     p = data_subparsers.add_parser("mix", help="unit shards -> a token-budget mixture of samples")
     p.add_argument("mixture", help="mixture .toml")
     p.add_argument("--out", required=True)
-    p.add_argument("--bundle", default="debug", help="bundle whose tokenizer and layout make the ids")
+    p.add_argument("--bundle", default=default_bundle(), help="bundle whose tokenizer and layout make the ids")
     p.add_argument("--budget-tokens", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--chat-format", default=None, help="chat format for chats (default: the mixture's, else the bundle's)")
@@ -130,13 +149,27 @@ def register(data_subparsers) -> None:
     p = data_subparsers.add_parser("inspect", help="print a shard folder's manifest and first rows")
     p.add_argument("dir")
     p.add_argument("--rows", type=int, default=0)
-    p.add_argument("--bundle", default="debug", help="decode ids with this bundle's tokenizer ('' not to)")
+    p.add_argument("--bundle", default=default_bundle(), help="decode ids with this bundle's tokenizer ('' not to)")
     p.set_defaults(func=run_inspect)
 
     p = data_subparsers.add_parser("example", help="write a tiny raw dataset in the input format")
     p.add_argument("--out", required=True)
     p.add_argument("--pairs", type=int, default=24)
     p.set_defaults(func=run_example)
+
+    p = data_subparsers.add_parser("from-world", help="an offline world -> raw records (pairs, chats) and mixtures")
+    p.add_argument("--world", required=True, help="a folder made by `anygpt data world`")
+    p.add_argument("--out", required=True)
+    p.add_argument("--splits", nargs="+", default=["train", "validation"])
+    p.add_argument("--kinds", nargs="+", choices=["images", "speech", "music", "conversations"],
+                   help="world kinds to export (default: all it holds)")
+    p.add_argument("--max-music-seconds", type=float, default=None, help="crop music files (default: whole clips)")
+    p.add_argument("--captions", choices=["first", "all"], default="first",
+                   help="pair records per image/music item: its first caption, or one per caption")
+    p.add_argument("--spoken-prob", type=float, default=0.5,
+                   help="probability that a user turn is given as its spoken version (default 0.5)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the spoken/text choice per conversation")
+    p.set_defaults(func=run_from_world)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ runs and budgets) is held out for validation, where each pair appears once in ea
     budget_tokens = 2_000_000     units = "shards/captions"   # a unit shard folder (relative to the file)
     val_fraction = 0.05           rate = 0.3
     base_format = "base"          to_text = 0.5               # P(modality -> text) for its pairs
+                                  style = "base"              # or "task": pairs as the six task chats
     chat_format = "mmgpt"         # default: the bundle's chat format
 """
 
@@ -35,10 +36,13 @@ class DatasetSpec:
     units: str  # unit shard folder
     rate: float = 1.0  # share of the token budget (relative to the other datasets)
     to_text: float = 0.5  # probability that a pair becomes modality -> text
+    style: str = "base"  # pairs: "base" pretraining templates, or "task": one chat turn with the task prompt
 
     def __post_init__(self):
         if self.rate < 0 or not 0.0 <= self.to_text <= 1.0:
             raise AnyGPTError(f"dataset {self.name}: rate must be >= 0 and to_text in [0, 1]")
+        if self.style not in ("base", "task"):
+            raise AnyGPTError(f"dataset {self.name}: style must be 'base' or 'task', not {self.style!r}")
 
 
 @dataclass
@@ -53,7 +57,7 @@ class MixConfig:
     shard_rows: int = 4096
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "MixConfig":
+    def from_toml(cls, path: str | Path) -> MixConfig:
         path = Path(path)
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
         top = raw.get("mixture", {})
@@ -170,7 +174,7 @@ def run_mix(cfg: MixConfig, tokenizer, layout, out: str | Path, *, quiet: bool =
         s = rng.choices(live, weights=[max(x.spec.rate, 1e-9) for x in live])[0]
         row = s.next_row()
         try:
-            sample = builder.from_row(row, rng, s.spec.to_text)
+            sample = builder.from_row(row, rng, s.spec.to_text, style=s.spec.style)
         except AnyGPTError:
             skipped += 1  # e.g. a role token inside data text
             if s.samples == 0 and s.drawn > 100:
@@ -192,7 +196,8 @@ def run_mix(cfg: MixConfig, tokenizer, layout, out: str | Path, *, quiet: bool =
             directions = ("to_text", "from_text") if row["kind"] == "pair" else (None,)
             for d in directions:
                 try:
-                    vwriter.add(_sample_row(builder.from_row(row, val_rng, direction=d), row["key"], spec.name))
+                    sample = builder.from_row(row, val_rng, direction=d, style=spec.style)
+                    vwriter.add(_sample_row(sample, row["key"], spec.name))
                 except AnyGPTError:
                     skipped += 1
     vwriter.flush()

@@ -25,10 +25,22 @@ import numpy as np
 import torch
 
 from anygpt.errors import AnyGPTError
-from anygpt.prompts import Media, Piece, PromptFormat, encode_pieces, fill, load_format, load_pool
+from anygpt.prompts import (
+    Media,
+    Piece,
+    PromptFormat,
+    encode_pieces,
+    fill,
+    load_format,
+    load_pool,
+    load_tasks,
+)
 
 CONTEXT, USER, ASSISTANT = 0, 1, 2  # the per-token roles
 ROLE_NAMES = {CONTEXT: "context", USER: "user", ASSISTANT: "assistant"}
+# the evaluation task a pair of each modality and direction is, when rendered as a task chat
+TASK_BY_PAIR = {("image", "to_text"): "caption", ("image", "from_text"): "t2i", ("speech", "to_text"): "asr",
+                ("speech", "from_text"): "tts", ("music", "to_text"): "music_caption", ("music", "from_text"): "t2m"}
 
 
 @dataclass
@@ -152,10 +164,19 @@ class SampleBuilder:
         return Sample(ids, roles, "chat")
 
     # --- from unit rows ---------------------------------------------------------------------------
+    def task_chat(self, media: Media, text: str, direction: str) -> Sample:
+        """A pair as one chat turn of the evaluation task for its modality and direction (caption, t2i,
+        asr, tts, music_caption, t2m): the released chat model's prompt, the answer as the reply."""
+        task = TASK_BY_PAIR[(media.modality, direction)]
+        value, answer = (media, text) if direction == "to_text" else (text, media)
+        sample = self.chat_sample([("user", load_tasks()[task].chat_pieces(value)), ("assistant", [answer])])
+        return Sample(sample.ids, sample.roles, f"{media.modality}/{direction}")
+
     def from_row(self, row: dict, rng: random.Random, to_text: float = 0.5,
-                 direction: str | None = None) -> Sample:
+                 direction: str | None = None, style: str = "base") -> Sample:
         """A sample from a unit-shard row. For pairs the direction is `direction` when given, else
-        to_text with probability `to_text`; the instruction is drawn from that direction's pool."""
+        to_text with probability `to_text`; with style "base" the instruction is drawn from that
+        direction's pool (pretraining template), with "task" the pair is a task chat turn."""
         parts = unit_pieces(row)
         kind = row["kind"]
         if kind == "pair":
@@ -163,6 +184,8 @@ class SampleBuilder:
             text = next(p for _, _, p in parts if isinstance(p, str))
             if direction is None:
                 direction = "to_text" if rng.random() < to_text else "from_text"
+            if style == "task":
+                return self.task_chat(media, text, direction)
             instruction = rng.choice(load_pool(media.modality, direction))
             return self.pair(media, text, direction, instruction)
         if kind == "interleaved":

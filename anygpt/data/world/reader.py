@@ -51,6 +51,20 @@ def iter_items(world_dir: str | Path, kind: str, split: str) -> Iterator[dict]:
         yield decode_row(kind, row)
 
 
+def take_items(world_dir: str | Path, kind: str, split: str, limit: int | None = None) -> list[dict]:
+    """The first `limit` (None: all) items of a split, media decoded; AnyGPTError if there are none."""
+    from anygpt.errors import AnyGPTError
+
+    items = []
+    for item in iter_items(world_dir, kind, split):
+        if limit is not None and len(items) >= limit:
+            break
+        items.append(item)
+    if not items:
+        raise AnyGPTError(f"{world_dir}: no {kind} in its {split} split")
+    return items
+
+
 def decode_row(kind: str, row: dict) -> dict:
     item = dict(row)
     item["attributes"] = json.loads(row["attributes"])

@@ -52,14 +52,34 @@ def check_tools() -> None:
         raise AnyGPTError(f"flite lacks the voices {missing}: install Debian's `flite` 2.2 or newer")
 
 
-def synthesize(text: str, speaker_id: str, rate: str = "normal") -> np.ndarray:
-    """Speak `text` -> float32 samples (T,) at sample_rate(), peak-normalised."""
+def _flite_command(speaker_id: str, rate: str) -> tuple[list[str], float]:
+    """The flite command line of a speaker at a rate, and the speaker's formant scale."""
     entry = speaker(speaker_id)
     scale = float(entry["formant_scale"])
-    stretch = rates()[rate] * scale  # the resampling below shortens the audio by 1/scale
+    stretch = rates()[rate] * scale  # the resampling in synthesize shortens the audio by 1/scale
     command = ["flite", "-voice", entry["voice"], "--setf", f"duration_stretch={stretch:.4f}"]
     if entry["pitch_hz"] is not None:
         command += ["--setf", f"int_f0_target_mean={entry['pitch_hz']}"]
+    return command, scale
+
+
+def phone_alignment(text: str, speaker_id: str, rate: str = "normal") -> list[tuple[str, float]]:
+    """The phones flite speaks for `text` in synthesize(text, speaker_id, rate), each with its end
+    time in seconds of that audio: [("pau", 0.215), ("ax", 0.262), ...]."""
+    command, scale = _flite_command(speaker_id, rate)
+    result = subprocess.run(command + ["-psdur", "-t", text, "none"], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise AnyGPTError(f"flite failed on {text!r}: {result.stderr.strip()[:200]}")
+    out = []
+    for field in result.stdout.split():
+        phone, _, end = field.rpartition(":")
+        out.append((phone, float(end) / scale))
+    return out
+
+
+def synthesize(text: str, speaker_id: str, rate: str = "normal") -> np.ndarray:
+    """Speak `text` -> float32 samples (T,) at sample_rate(), peak-normalised."""
+    command, scale = _flite_command(speaker_id, rate)
     with tempfile.TemporaryDirectory(prefix="anygpt-flite-") as folder:
         path = Path(folder) / "speech.wav"
         result = subprocess.run(command + ["-t", text, "-o", str(path)], capture_output=True, text=True, check=False)

@@ -1,0 +1,109 @@
+"""The `tiny` bundle before training: AnyGPT's method at a size 2 CPU cores can train.
+
+    text tokenizer   byte-level BPE of TEXT_VOCAB tokens learnt from the world's training text and
+                     the package's prompt files (LLaMA's specials: <unk> 0, <s> 1, </s> 2)
+    LLM              a Llama (LLM below), its vocabulary expanded by the same code path as LLaMA-2's
+    layout           the official token strings and order, with the small codecs' codebooks:
+                     image 1024 codes x 32 per picture, speech 1024 (layer 1, 50 Hz),
+                     music 4 x 2048 frame-major (50 Hz)
+    codecs           the trained small codecs shipped in anygpt/bundles/tiny/codecs/
+
+`init_bundle(world, out)` writes the untrained bundle that `anygpt train` starts from; the trained
+one is shipped in anygpt/bundles/tiny/ (see scripts/train_tiny.sh).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from anygpt.layout import OFFICIAL_IMAGE, OFFICIAL_MUSIC, OFFICIAL_SPEECH, LayoutConfig
+
+TEXT_VOCAB = 1024
+# 5.95 M parameters (4.3 M of them the expanded embeddings and output layer): what 2 cores train in an hour
+LLM = {"hidden_size": 192, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 6,
+       "num_key_value_heads": 3, "max_position_embeddings": 2048, "rope_theta": 10000.0}
+CODECS_DIR = Path(__file__).parent / "tiny"
+
+
+def tiny_layout_config() -> LayoutConfig:
+    """The official layout's tokens, in the official order, sized for the small codecs."""
+    from dataclasses import replace
+
+    return LayoutConfig(modalities=(replace(OFFICIAL_IMAGE, codebook_size=1024), OFFICIAL_SPEECH, OFFICIAL_MUSIC))
+
+
+def world_text(world: str | Path, split: str = "train") -> list[str]:
+    """Every sentence of a world's split: captions, transcripts, conversation text."""
+    from anygpt.data.world.reader import iter_rows, load_manifest
+
+    kinds = load_manifest(world)["kinds"]
+    lines: list[str] = []
+    for kind in ("images", "speech", "music", "conversations"):
+        if kind not in kinds:
+            continue
+        for row in iter_rows(world, kind, split):
+            if row.get("captions"):
+                lines += list(row["captions"])
+            if row.get("text"):
+                lines.append(row["text"])
+            if kind == "conversations":
+                for turn in json.loads(row["turns"]):
+                    for seg in turn["content"]:
+                        if seg.get("text"):
+                            lines.append(seg["text"])
+    return lines
+
+
+def init_bundle(world: str | Path, out: str | Path, *, seed: int = 0, codecs_dir: str | Path = CODECS_DIR):
+    """Write the untrained tiny bundle (tokenizer from `world`'s training text, random LLM, the
+    shipped codecs) to `out`; returns the Bundle."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from anygpt.bundles import Bundle, load_codec_slots, save_bundle
+    from anygpt.bundles.debug import _corpus, build_text_tokenizer
+    from anygpt.generate.config import PRESETS
+    from anygpt.model import expand_vocabulary
+    from anygpt.prompts import load_format
+
+    tokenizer = build_text_tokenizer(TEXT_VOCAB, world_text(world) + _corpus())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), bos_token_id=1, eos_token_id=2,
+                                             tie_word_embeddings=False, **LLM))
+        layout = expand_vocabulary(model, tokenizer, tiny_layout_config(), seed=seed)
+    model.eval()
+    decoding = PRESETS["paper"].override(max_new_tokens=1200, max_seconds={"speech": 8.0, "music": 5.0})
+    bundle = Bundle(
+        name="tiny",
+        description="AnyGPT-tiny: a small Llama trained here on the offline world, with the small codecs.",
+        model=model, tokenizer=tokenizer, layout=layout, prompt_format=load_format("mmgpt"),
+        decoding=decoding, codecs=load_codec_slots(codecs_dir),
+    )
+    save_bundle(bundle, out)
+    return bundle
+
+
+def ship(trained: str | Path, out: str | Path = CODECS_DIR) -> Path:
+    """Turn a trained tiny bundle (the output of `anygpt train`) into the shipped one at `out`: the
+    LLM in float16 safetensors (run in fp32), its tokenizer and decoding defaults, and the
+    float16 codecs already in out/codecs/ (from `anygpt codecs ship`). Returns `out`."""
+    import shutil
+
+    from anygpt.bundles import CODECS_ONLY, load_bundle, write_manifest
+
+    out = Path(out)
+    codecs = json.loads((out / CODECS_ONLY).read_text(encoding="utf-8"))
+    bundle = load_bundle(trained)
+    for name in ("llm", "tokenizer", "manifest.json"):
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    bundle.model.to(torch.float16).save_pretrained(out / "llm")
+    bundle.tokenizer.save_pretrained(out / "tokenizer")
+    bundle.name = "tiny"
+    return write_manifest(bundle, out, codecs, {"load_dtype": "fp32"})

@@ -1,0 +1,94 @@
+"""`anygpt eval TASK|all`: the paper's six tasks on the world's test split (see anygpt.eval.tasks).
+
+    anygpt eval caption|t2i|asr|tts|music_caption|t2m|all [--bundle B] [--limit N] [--json]
+                [--world W] [--out DIR] [--seed S] [--device D] [--threads T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from anygpt.eval.tasks import TASKS
+
+HELP = {"caption": "image -> text: CIDEr-D and attribute accuracy of captions",
+        "t2i": "text -> image: attribute accuracy (all and novel pairs) and CLIP-analog score",
+        "asr": "speech -> text: WER, beside pocketsphinx's",
+        "tts": "text -> speech in a prompted voice: judge WER and speaker similarity",
+        "music_caption": "music -> text: attribute accuracy of captions and CLAP-analog score",
+        "t2m": "text -> music: music-judge attribute accuracy and CLAP-analog score",
+        "all": "all six tasks"}
+# (metric key, name in the table) per task, in the order of the paper's tables
+METRICS = {"caption": [("cider", "CIDEr-D"), ("attr_acc", "attribute acc")],
+           "t2i": [("attr_acc", "attribute acc"), ("attr_acc_novel", "attr acc, novel pairs"),
+                   ("clip_score", "CLIP-analog score")],
+           "asr": [("wer", "WER")],
+           "tts": [("wer", "WER (judge ASR)"), ("sim", "speaker similarity")],
+           "music_caption": [("attr_acc", "attribute acc"), ("clap_score", "CLAP-analog score")],
+           "t2m": [("attr_acc", "attribute acc"), ("clap_score", "CLAP-analog score")]}
+
+
+def register(subparsers) -> None:
+    from anygpt.bundles import default_bundle
+
+    for name in (*TASKS, "all"):
+        p = subparsers.add_parser(
+            name, help=f"task: {HELP[name]}",
+            description=f"{HELP[name]}. Generates through `anygpt chat --task` on the world's held-out test "
+                        "split (item i with seed SEED+i) and scores replies and real data with the world's judges.")
+        p.add_argument("--bundle", default=default_bundle(), help=f"bundle name or directory (default {default_bundle()})")
+        p.add_argument("--world", type=Path, default=None,
+                       help="a world from `anygpt data world` (default: the n=400 seed-0 world, built when missing)")
+        p.add_argument("--limit", type=int, default=None, help="at most N test items per task")
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.add_argument("--out", type=Path, default=None, help="write generated PNG/WAV files and results.json here")
+        p.add_argument("--seed", type=int, default=0, help="item i is generated with seed SEED+i (default 0)")
+        p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+        p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+        p.set_defaults(func=run, tasks=list(TASKS) if name == "all" else [name])
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from anygpt.bundles import load_bundle
+    from anygpt.errors import AnyGPTError
+    from anygpt.eval.command import ensure_world
+    from anygpt.eval.tasks import CODEC_KIND, WORLD_KIND, evaluate
+
+    if args.limit is not None and args.limit < 1:
+        raise AnyGPTError("--limit must be at least 1")
+    torch.set_num_threads(args.threads)
+    bundle = load_bundle(args.bundle, device=args.device)  # fails before any world is built
+    world = ensure_world(args.world, sorted({CODEC_KIND[WORLD_KIND[t]] for t in args.tasks}))
+    print(f"eval {' '.join(args.tasks)}: bundle={bundle.name} world={world} limit={args.limit} seed={args.seed}",
+          file=sys.stderr)
+    results = evaluate(bundle, world, args.tasks, limit=args.limit, seed=args.seed, out=args.out,
+                       log=lambda line: print(line, file=sys.stderr))
+    summary = {task: {k: v for k, v in figures.items() if k != "items"} for task, figures in results.items()}
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        record = {"bundle": bundle.name, "world": str(world), "limit": args.limit, "seed": args.seed, "tasks": results}
+        (args.out / "results.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(table(summary))
+    return 0
+
+
+def _cell(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def table(summary: dict) -> str:
+    """task | metric | model | ground truth, one row per metric, as the paper's tables."""
+    lines = [f"{'task':14s} {'metric':24s} {'model':>9s} {'ground truth':>13s}   items"]
+    for task, figures in summary.items():
+        for k, (key, name) in enumerate(METRICS[task]):
+            note = f"   n={figures['n']} malformed={figures['malformed']} {figures['seconds']} s" if k == 0 else ""
+            lines.append(f"{task if k == 0 else '':14s} {name:24s} {_cell(figures[key]):>9s} "
+                         f"{_cell(figures['ground_truth'][key]):>13s}{note}")
+    return "\n".join(lines)

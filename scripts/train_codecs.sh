@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Rebuild the tiny bundle's codecs from nothing: the worlds they learn from, the four trainings, the
+# copy into anygpt/bundles/tiny/codecs/, and their evaluation. Every step resumes where it stopped
+# (rerun the same command after an interruption). Usage: bash scripts/train_codecs.sh [RUNS_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-runs/codecs}
+[ -x .venv/bin/anygpt ] || bash scripts/setup.sh
+source .venv/bin/activate
+mkdir -p "$RUNS"
+
+world() {  # world OUT N KINDS...: built once (a finished world has its manifest)
+  local out=$1 n=$2; shift 2
+  [ -f "$out/manifest.json" ] || { rm -rf "$out"; anygpt data world --out "$out" --n "$n" --seed 0 --kinds "$@"; }
+}
+world "$RUNS/world-1500" 1500 images speech  # 1200 training images and utterances
+world "$RUNS/world-400" 400 music            # 322 training clips (the evaluation world's music)
+
+# The image and audio trainings use one thread each; on 2 cores run two at a time.
+anygpt codecs train image --world "$RUNS/world-1500" --out "$RUNS/image" --no-progress &
+anygpt codecs train speech --world "$RUNS/world-1500" --out "$RUNS/speech" --no-progress
+wait
+anygpt codecs train music --world "$RUNS/world-400" --out "$RUNS/music" --no-progress &
+# the acoustic layers again, at 128 codes each, with layer 1 frozen (its codes stay those of the run above)
+anygpt codecs train speech --world "$RUNS/world-1500" --out "$RUNS/speech-acoustic" --init-from "$RUNS/speech/export" \
+  --set acoustic_codebook_size=128 --vq-warmup 0 --steps 1500 --no-progress
+anygpt codecs train soundstorm --codec "$RUNS/speech-acoustic/export" --world "$RUNS/world-1500" --out "$RUNS/soundstorm" \
+  --steps 9000 --no-progress
+wait
+anygpt codecs ship --image "$RUNS/image/export" --speech "$RUNS/soundstorm/export" --music "$RUNS/music/export" \
+  --out anygpt/bundles/tiny
+anygpt eval codecs --bundle tiny --json | tee "$RUNS/eval_codecs.json"

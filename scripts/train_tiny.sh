@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Rebuild AnyGPT-tiny, the embedded default, from nothing: the codecs (scripts/train_codecs.sh), a
+# world to learn from, its records and token shards, the untrained bundle, pretraining, instruction
+# tuning, and the shipped bundle in anygpt/bundles/tiny/. Every step resumes where it stopped: rerun
+# the same command after an interruption. Usage: bash scripts/train_tiny.sh [RUNS_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-runs/tiny}
+[ -x .venv/bin/anygpt ] || bash scripts/setup.sh
+source .venv/bin/activate
+mkdir -p "$RUNS"
+
+bash scripts/train_codecs.sh "$RUNS/codecs"  # finished trainings are skipped on a rerun
+
+W="$RUNS/world-800"
+[ -f "$W/manifest.json" ] || { rm -rf "$W"; anygpt data world --out "$W" --n 800 --seed 0 --no-progress; }
+anygpt data from-world --world "$W" --out "$RUNS/records" --max-music-seconds 4
+[ -f "$RUNS/init/manifest.json" ] || { rm -rf "$RUNS/init"; anygpt bundle init-tiny --world "$W" --out "$RUNS/init"; }
+for split in train validation; do
+  for f in image_pairs speech_pairs music_pairs chats; do
+    anygpt data tokenize "$RUNS/records/$split/$f.jsonl" --out "$RUNS/records/units/$split/$f" \
+      --bundle "$RUNS/init" --max-seconds music=4
+  done
+done
+cp anygpt/train/recipes/tiny-mixtures/*.toml "$RUNS/records/"
+anygpt train --recipe tiny-pretrain --set bundle="$RUNS/init" --data "$RUNS/records/tiny_pretrain.toml" \
+  --out "$RUNS/pretrain"
+anygpt train --recipe tiny-instruct --set bundle="$RUNS/pretrain/bundle" --data "$RUNS/records/tiny_instruct.toml" \
+  --out "$RUNS/instruct"
+python -c "from anygpt.bundles.tiny import ship; print('shipped', ship('$RUNS/instruct/bundle'))"
+anygpt eval all --bundle tiny --limit 50 --json | tee "$RUNS/eval_all.json"

@@ -1,0 +1,139 @@
+"""`anygpt eval TASK|all`: the six tasks on a tiny world with the debug bundle (scores are noise; every
+path runs, every key is there, malformed replies are scored wrong), and the music-caption parser."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from anygpt.cli import main
+from anygpt.eval.tasks import (
+    TASKS,
+    evaluate,
+    music_caption_accuracy,
+    music_text_attributes,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+MODEL_KEYS = {"caption": {"cider", "attr_acc"}, "t2i": {"attr_acc", "attr_acc_novel", "clip_score"},
+              "asr": {"wer"}, "tts": {"wer", "sim"}, "music_caption": {"attr_acc", "clap_score"},
+              "t2m": {"attr_acc", "clap_score"}}
+UNIT = {"attr_acc", "attr_acc_novel"}  # in [0, 1]
+COSINE = {"clip_score", "clap_score", "sim"}  # in [-1, 1]
+
+
+@pytest.fixture(scope="module")
+def world(small_world):
+    return small_world(6, ("images", "speech", "music"))
+
+
+def _check_figures(figures: dict, keys: set) -> None:
+    for key in keys:
+        value = figures[key]
+        if key == "attr_acc_novel" and value is None:  # no novel colour-shape pair among the items
+            continue
+        assert isinstance(value, float) and math.isfinite(value), (key, value)
+        if key in UNIT:
+            assert 0.0 <= value <= 1.0, (key, value)
+        elif key in COSINE:
+            assert -1.0 <= value <= 1.0, (key, value)
+        else:  # cider, wer
+            assert value >= 0.0, (key, value)
+
+
+def test_eval_all_json(world, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["eval", "all", "--bundle", "debug", "--limit", "2", "--json", "--world", str(world),
+                 "--out", str(out)])
+    printed, err = capsys.readouterr()
+    assert code == 0, err
+    figures = json.loads(printed)
+    assert list(figures) == list(TASKS)
+    for task, keys in MODEL_KEYS.items():
+        f = figures[task]
+        _check_figures(f, keys)
+        _check_figures(f["ground_truth"], keys)
+        assert 1 <= f["n"] <= 2 and 0 <= f["malformed"] <= f["n"] and f["seconds"] >= 0
+    # the judges read real data almost perfectly: the parsers' and the image judge's ceilings
+    assert figures["caption"]["ground_truth"]["attr_acc"] >= 0.9
+    assert figures["music_caption"]["ground_truth"]["attr_acc"] >= 0.9
+    assert figures["t2i"]["ground_truth"]["attr_acc"] >= 0.9
+    record = json.loads((out / "results.json").read_text())
+    assert record["bundle"] == "debug" and set(record["tasks"]) == set(TASKS)
+    for row in record["tasks"]["t2i"]["items"] + record["tasks"]["t2m"]["items"]:
+        assert row["malformed"] or Path(row["path"]).is_file()
+    assert "text" in record["tasks"]["caption"]["items"][0]
+
+
+def test_table_without_json(world, capsys):
+    assert main(["eval", "asr", "--bundle", "debug", "--limit", "1", "--world", str(world)]) == 0
+    printed = capsys.readouterr().out
+    assert "ground truth" in printed and "WER" in printed and "malformed=" in printed
+
+
+def test_malformed_replies_are_scored_wrong(world, debug_bundle, monkeypatch):
+    from anygpt.chat import Reply
+
+    monkeypatch.setattr("anygpt.chat.ChatSession.ask", lambda self, content, want=None: Reply([], []))
+    figures = evaluate(debug_bundle, world, TASKS, limit=1)
+    for task in TASKS:
+        assert figures[task]["malformed"] == figures[task]["n"] == 1, task
+    assert figures["caption"]["cider"] == 0.0 and figures["caption"]["attr_acc"] == 0.0
+    assert figures["t2i"]["attr_acc"] == 0.0 and figures["t2i"]["clip_score"] == 0.0
+    assert figures["asr"]["wer"] == 1.0  # every word deleted
+    assert figures["tts"]["wer"] == 1.0 and figures["tts"]["sim"] == 0.0
+    assert figures["music_caption"]["attr_acc"] == 0.0 and figures["music_caption"]["clap_score"] == 0.0
+    assert figures["t2m"]["attr_acc"] == 0.0 and figures["t2m"]["clap_score"] == 0.0
+    assert figures["caption"]["ground_truth"]["attr_acc"] >= 0.9  # the real data is still judged
+
+
+def test_same_seed_same_numbers(world, debug_bundle):
+    def once(seed):
+        result = evaluate(debug_bundle, world, ["caption"], limit=1, seed=seed)["caption"]
+        return {k: v for k, v in result.items() if k != "seconds"}
+
+    first = once(5)
+    assert once(5) == first
+    assert first["items"][0]["seed"] == 5 and first["items"][0]["text"]
+
+
+def test_music_text_attributes_pinned():
+    read = music_text_attributes(
+        "Music from the piano family: an electric piano plays a fiddle reel, cheerful and fast, in F-sharp minor.")
+    assert read == {"tempo_bpm": None, "tempo_word": "fast", "key": "F-sharp", "mode": "minor", "family": "piano",
+                    "instrument": "electric piano"}
+    # a mood implies mode and tempo class when they are unsaid; BPM implies the tempo class
+    assert music_text_attributes("A calm tune on a cello.") == {
+        "tempo_bpm": None, "tempo_word": "slow", "key": None, "mode": "major", "family": "strings",
+        "instrument": "cello"}
+    assert music_text_attributes("French horn at 150 BPM")["tempo_word"] == "very fast"
+    assert set(music_text_attributes("").values()) == {None}
+
+
+def test_music_caption_accuracy_on_world_captions():
+    from anygpt.data.world.music import captions
+
+    truth = {"source": "bach_chorale", "source_label": "Bach chorale", "instrument": "music box",
+             "family": "chromatic percussion", "tempo_bpm": 66, "tempo_word": "slow", "key": "A", "mode": "minor",
+             "meter": "4/4", "parts": 4, "mood": ["sad", "solemn", "melancholic"]}
+    texts = captions(truth)
+    scores = music_caption_accuracy(texts, [truth] * len(texts))
+    # only one template in five leaves the key unsaid, three in five the BPM
+    assert scores == {"tempo": 0.4, "tempo_word": 1.0, "key": 0.8, "mode": 1.0, "family": 1.0, "instrument": 1.0,
+                      "mean": 0.96}
+    assert music_caption_accuracy([""], [truth])["mean"] == 0.0
+    # enharmonic spellings name the same key
+    assert music_caption_accuracy(["in G-flat major"], [dict(truth, key="F-sharp", mode="major")])["key"] == 1.0
+
+
+def test_unknown_task_errors(tmp_path, capsys, debug_bundle):
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "captioning", "--bundle", "debug", "--world", str(tmp_path)])
+    assert e.value.code == 2
+    assert "invalid choice: 'captioning'" in capsys.readouterr().err
+    from anygpt.errors import AnyGPTError
+
+    with pytest.raises(AnyGPTError, match="unknown task"):
+        evaluate(debug_bundle, tmp_path, ["captioning"])

@@ -1,0 +1,38 @@
+"""The shipped `tiny` bundle is the default of every command, small, and runs the demo from its own
+files with no network."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from anygpt.cli import main
+
+pytestmark = [pytest.mark.tiny_default, pytest.mark.usefixtures("no_network")]
+TINY = Path(__file__).parents[1] / "anygpt" / "bundles" / "tiny"
+
+
+def test_tiny_is_the_default_and_small(capsys):
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["bundle"] == "tiny"
+    shapes = {m: (info["layout"][m]["codebook_size"], info["layout"][m]["codebooks"]) for m in info["layout"]}
+    assert shapes == {"image": (1024, 1), "speech": (1024, 1), "music": (2048, 4)}
+    assert info["layout"]["image"]["tokens_per_item"] == 32
+    size = sum(f.stat().st_size for f in TINY.rglob("*") if f.is_file())
+    assert size < 60e6, size  # the whole embedded default, well under 100 MB
+    assert main(["bundle", "verify", str(TINY)]) == 0
+
+
+def test_demo_runs_every_turn_on_tiny(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "debug bundle" not in printed and "turns in" in printed
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["bundle"] == "tiny" and len(summary["turns"]) == 9
+    page = (tmp_path / "index.html").read_text()
+    for turn in summary["turns"]:
+        assert turn["seconds"] > 0
+        if turn["want"] != "text":
+            media = [s for s in turn["segments"] if s["modality"] == turn["want"]]
+            assert media and Path(media[0]["path"]).is_file() and Path(media[0]["path"]).name in page

@@ -1,0 +1,127 @@
+"""The trained codecs shipped in the tiny bundle: they load through the bundle, keep AnyGPT's token
+geometry, give pinned codes on fixed inputs, reconstruct what they were trained on, and layer 1 of
+speech carries the phones."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from anygpt.bundles import load_codec_slots
+from anygpt.codecs.small.audio import PHONES
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def codecs():
+    slots = load_codec_slots("tiny")
+    assert sorted(slots) == ["image", "music", "speech"]
+    return {m: s.get() for m, s in slots.items()}
+
+
+def scene():
+    from anygpt.data.world.scenes import render_scene
+
+    return render_scene({"background": {"colour": "light blue", "pattern": "plain"},
+                         "objects": [{"shape": "circle", "colour": "red", "size": "large", "position": "centre",
+                                      "pattern": "solid"}]}, 64)
+
+
+def tone(seconds: float, rate: int, freqs=(220.0, 440.0)) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    return (0.3 * sum(np.sin(2 * np.pi * f * t) for f in freqs)).astype(np.float32)
+
+
+def test_geometry(codecs):
+    image, speech, music = codecs["image"], codecs["speech"], codecs["music"]
+    assert (image.name, image.tokens_per_item, image.codebook_size) == ("small-image", 32, 1024)
+    assert (speech.name, speech.n_q, speech.codebook_size, speech.frame_rate) == ("small-speech", 8, 1024, 50.0)
+    assert (music.name, music.num_codebooks, music.codebook_size, music.frame_rate) == ("small-music", 4, 2048, 50.0)
+
+
+def test_image_reconstructs_a_scene(codecs):
+    codec = codecs["image"]
+    img = scene()
+    codes = codec.encode(img)
+    assert codes.shape == (1, 32)
+    out = np.asarray(codec.decode(codes), dtype=np.float32)
+    x = np.asarray(img.convert("RGB"), dtype=np.float32)
+    psnr = 10 * np.log10(255.0**2 / np.mean((out - x) ** 2))
+    flat = 10 * np.log10(255.0**2 / np.mean((x.mean((0, 1)) - x) ** 2))  # the best single colour
+    assert psnr > flat + 6, (psnr, flat)
+    assert codes[0, :8].tolist() == PINNED["image"]
+
+
+def _utterance():
+    from anygpt.data.world import speech
+
+    if shutil.which("flite") is None:
+        pytest.skip("needs Debian flite")
+    text = "the red circle is above a small green square"
+    return speech.synthesize(text, "slt"), speech.phone_alignment(text, "slt")
+
+
+def test_speech_layer_one_carries_the_phones(codecs):
+    codec = codecs["speech"]
+    wav, alignment = _utterance()
+    said = [p for p, _ in alignment if p != "pau"]
+    heard = codec.phones(wav).split()
+    assert set(heard) <= set(PHONES)
+    # edit distance between the phones read from layer 1 alone and flite's phones
+    d = np.arange(len(heard) + 1)
+    for i, a in enumerate(said, 1):
+        prev, d[0] = d.copy(), i
+        for j, b in enumerate(heard, 1):
+            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (a != b))
+    assert d[-1] / len(said) < 0.35, (said, heard)
+
+
+def test_speech_round_trip_and_cloning_are_seeded(codecs):
+    codec = codecs["speech"]
+    wav, _ = _utterance()
+    codes = codec.encode_rvq(wav)
+    assert codes.shape == (8, -(-len(wav) // 320))
+    rec = codec.decode_rvq(codes)
+    assert rec.shape == (codes.shape[1] * 320,)
+    n = min(len(wav), len(rec))
+    assert np.corrcoef(np.abs(np.fft.rfft(wav[:n])), np.abs(np.fft.rfft(rec[:n])))[0, 1] > 0.8
+    voice = tone(2.0, 16000, (140.0, 280.0))
+    a = codec.decode(codes[:1], voice=voice, seed=3)
+    assert np.array_equal(a, codec.decode(codes[:1], voice=voice, seed=3))
+    filled = codec.fill(codes[:1], voice=voice, seed=3)
+    assert torch.equal(filled[0], codes[0])
+    assert codes[:, 10].tolist() == PINNED["speech"]
+
+
+def _world_music():
+    """Two held-out clips of different pieces, rendered as the evaluation world renders them."""
+    from anygpt.data.world import items, media, music, splits
+    from anygpt.data.world.config import WorldConfig
+
+    if shutil.which("fluidsynth") is None:
+        pytest.skip("needs Debian fluidsynth")
+    config = WorldConfig(seed=0, n=400)
+    groups = [g for g, s in enumerate(splits.assign(0, "music", -(-400 // config.clips_per_render))) if s == "test"]
+    font = music.find_soundfont()
+    return [media.decode_wav(items.music_rows(config, g, "test", font)[0]["audio"])[0] for g in groups[:2]]
+
+
+def test_music_round_trip(codecs):
+    from anygpt.codecs.small.audio import mel_distance
+
+    codec = codecs["music"]
+    codes = codec.encode(tone(1.0, 32000))
+    assert codes.shape == (4, 50)
+    assert codes[:, 25].tolist() == PINNED["music"]
+    clip, other = _world_music()
+    rec = codec.decode(codec.encode(clip))
+    assert rec.shape == (-(-len(clip) // 640) * 640,)
+    # the reconstruction is far closer to its clip than another piece is
+    assert mel_distance(clip, rec, 32000) < 0.5 * mel_distance(clip, other, 32000)
+
+
+# Pinned on the shipped weights (torch 2.13 CPU, one thread) and the fixed inputs above.
+PINNED = {"image": [345, 669, 722, 348, 348, 726, 722, 496], "speech": [264, 102, 99, 78, 88, 49, 64, 48],
+          "music": [352, 869, 1651, 62]}
