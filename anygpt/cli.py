@@ -29,6 +29,7 @@ def _quiet_libraries() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # no "Loading weights" / "Writing model shards" bars around our output
 
     def show(message, category, filename, lineno, file=None, line=None):
         print(f"anygpt: warning: {message}", file=sys.stderr)
