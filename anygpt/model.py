@@ -88,3 +88,17 @@ def expand_vocabulary(model, tokenizer, config: LayoutConfig, *, init: str = "ra
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def random_llama(tokenizer, config: LayoutConfig, *, seed: int = 0, **llm):
+    """A randomly initialised Llama over `tokenizer` (LLaMA's specials: <s> 1, </s> 2), its
+    vocabulary expanded for `config` by `expand_vocabulary`; `llm` are LlamaConfig sizes. Seeds
+    torch's global generator with `seed` first. Returns (model in eval mode, VocabLayout)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), bos_token_id=1, eos_token_id=2,
+                                         tie_word_embeddings=False, **llm))
+    layout = expand_vocabulary(model, tokenizer, config, seed=seed)
+    return model.eval(), layout
+

@@ -8,8 +8,6 @@ files are real.
 
 from __future__ import annotations
 
-import torch
-
 from anygpt.bundles import Bundle, CodecSlot
 from anygpt.generate.config import PRESETS
 from anygpt.layout import official_layout_config
@@ -51,16 +49,10 @@ def build_text_tokenizer(vocab_size: int = TEXT_VOCAB, corpus: list[str] | None 
 
 
 def build_debug_bundle(seed: int = 0) -> Bundle:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from anygpt.model import expand_vocabulary
+    from anygpt.model import random_llama
 
     tokenizer = build_text_tokenizer()
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), bos_token_id=1, eos_token_id=2,
-                                         tie_word_embeddings=False, **LLM))
-    layout = expand_vocabulary(model, tokenizer, official_layout_config(), seed=seed)
-    model.eval()
+    model, layout = random_llama(tokenizer, official_layout_config(), seed=seed, **LLM)
     # Small budgets: a random model never stops by itself, so every reply runs to them.
     decoding = PRESETS["paper"].override(max_new_tokens=160, max_seconds={"speech": 2.0, "music": 1.0})
     codecs = {m: CodecSlot(m, name, {"seed": seed}) for m, name in CODECS.items()}

@@ -60,21 +60,15 @@ def world_text(world: str | Path, split: str = "train") -> list[str]:
 def init_bundle(world: str | Path, out: str | Path, *, seed: int = 0, codecs_dir: str | Path = CODECS_DIR):
     """Write the untrained tiny bundle (tokenizer from `world`'s training text, random LLM, the
     shipped codecs) to `out`; returns the Bundle."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from anygpt.bundles import Bundle, load_codec_slots, save_bundle
     from anygpt.bundles.debug import _corpus, build_text_tokenizer
     from anygpt.generate.config import PRESETS
-    from anygpt.model import expand_vocabulary
+    from anygpt.model import random_llama
     from anygpt.prompts import load_format
 
     tokenizer = build_text_tokenizer(TEXT_VOCAB, world_text(world) + _corpus())
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), bos_token_id=1, eos_token_id=2,
-                                             tie_word_embeddings=False, **LLM))
-        layout = expand_vocabulary(model, tokenizer, tiny_layout_config(), seed=seed)
-    model.eval()
+    with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+        model, layout = random_llama(tokenizer, tiny_layout_config(), seed=seed, **LLM)
     decoding = PRESETS["paper"].override(max_new_tokens=1200, max_seconds={"speech": 8.0, "music": 5.0})
     bundle = Bundle(
         name="tiny",

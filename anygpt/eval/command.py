@@ -21,13 +21,14 @@ def default_world() -> Path:
 def ensure_world(world: Path | None, kinds: list[str]) -> Path:
     """`world`, or the default evaluation world, built (about 90 s on 2 cores) when missing."""
     from anygpt.data.world.reader import load_manifest
+    from anygpt.errors import AnyGPTError
 
     if world is not None:
         return world
     world = default_world()
     try:
         held = load_manifest(world)["kinds"]
-    except Exception:  # noqa: BLE001  (absent or unreadable: build it)
+    except (AnyGPTError, OSError, KeyError, ValueError):  # absent or unreadable: build it
         held = {}
     need = sorted({WORLD_KINDS[k] for k in kinds} - set(held))
     if need:
