@@ -12,16 +12,24 @@ mkdir -p "$RUNS"
 
 bash scripts/train_codecs.sh "$RUNS/codecs"  # finished trainings are skipped on a rerun
 
+# Music and the conversations come from an 800-item world; images and speech from a larger one with
+# another seed (the evaluation world is n=400 seed 0: a seed-0 picture would be drawn again there).
 W="$RUNS/world-800"
 [ -f "$W/manifest.json" ] || { rm -rf "$W"; anygpt data world --out "$W" --n 800 --seed 0 --no-progress; }
-anygpt data from-world --world "$W" --out "$RUNS/records" --max-music-seconds 4
+WB="$RUNS/world-big"
+[ -f "$WB/manifest.json" ] || { rm -rf "$WB"; anygpt data world --out "$WB" --n 10000 --seed 1 --kinds images speech --no-progress; }
+anygpt data from-world --world "$W" --out "$RUNS/records" --max-music-seconds 4 --kinds music conversations
+anygpt data from-world --world "$WB" --out "$RUNS/records-big"
 [ -f "$RUNS/init/manifest.json" ] || { rm -rf "$RUNS/init"; anygpt bundle init-tiny --world "$W" --out "$RUNS/init"; }
-for split in train validation; do
-  for f in image_pairs speech_pairs music_pairs chats; do
-    anygpt data tokenize "$RUNS/records/$split/$f.jsonl" --out "$RUNS/records/units/$split/$f" \
-      --bundle "$RUNS/init" --max-seconds music=4
+tokenize() {  # records dir, file stem
+  for split in train validation; do
+    anygpt data tokenize "$1/$split/$2.jsonl" --out "$1/units/$split/$2" --bundle "$RUNS/init" --max-seconds music=4
   done
-done
+}
+tokenize "$RUNS/records" music_pairs
+tokenize "$RUNS/records" chats
+tokenize "$RUNS/records-big" image_pairs
+tokenize "$RUNS/records-big" speech_pairs
 cp anygpt/train/recipes/tiny-mixtures/*.toml "$RUNS/records/"
 anygpt train --recipe tiny-pretrain --set bundle="$RUNS/init" --data "$RUNS/records/tiny_pretrain.toml" \
   --out "$RUNS/pretrain"

@@ -96,3 +96,35 @@ def test_missing_codec_is_a_clear_error(debug_bundle):
     del b.codecs["music"]
     with pytest.raises(AnyGPTError, match="no music codec"):
         b.codec("music")
+
+
+def test_ship_writes_a_half_precision_llm_over_shipped_codecs(debug_bundle, saved, tmp_path):
+    import shutil
+
+    from safetensors import safe_open
+
+    from anygpt.bundles import CODECS_ONLY
+    from anygpt.bundles.tiny import ship
+
+    out = tmp_path / "shipped"
+    shutil.copytree(saved / "codecs", out / "codecs")
+    (out / CODECS_ONLY).write_text(json.dumps(read_manifest(saved)["codecs"]), encoding="utf-8")
+    (out / "llm").mkdir()
+    (out / "llm" / "stale.bin").write_bytes(b"from an earlier shipping")
+    for _ in range(2):  # shipping again over the result replaces the LLM and tokenizer
+        ship(saved, out)
+    assert not (out / "llm" / "stale.bin").exists()
+    with safe_open(str(out / "llm" / "model.safetensors"), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
+    manifest = read_manifest(out)
+    assert manifest["name"] == "tiny" and manifest["llm"]["load_dtype"] == "fp32"
+    assert manifest["codecs"] == read_manifest(saved)["codecs"]
+    verify_files(out, manifest)
+    loaded = load_bundle(out)
+    assert loaded.model.dtype == torch.float32
+    assert loaded.tokenizer.get_vocab() == debug_bundle.tokenizer.get_vocab()
+    ids = torch.tensor([[1, 5, 9, 200, loaded.layout.vocab_size - 1]])
+    with torch.no_grad():
+        want, got = debug_bundle.model(ids).logits, loaded.model(ids).logits
+    assert not torch.equal(want, got)  # the weights went through float16
+    torch.testing.assert_close(got, want, atol=2e-2, rtol=2e-2)

@@ -3,6 +3,7 @@ the schedule of Table 8."""
 
 import copy
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,3 +112,17 @@ def test_recipes_follow_table_8_and_every_shipped_recipe_loads():
     lrs = [lr_at(s, 100, pre) for s in range(100)]
     assert lrs[2] == pytest.approx(6e-5) and lrs[0] < lrs[1] < lrs[2]  # 3 warmup steps
     assert all(a >= b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] < 1e-7 + 6e-5 * 0.01
+
+
+def test_tiny_mixture_budgets_match_their_recipes():
+    """Each tiny stage's token budget is what its recipe's steps consume (within 2 %): the run covers
+    its mixture once, no less and no more."""
+    from importlib import resources
+
+    folder = resources.files("anygpt.train").joinpath("recipes", "tiny-mixtures")
+    for stage in ("pretrain", "instruct"):
+        mix = MixConfig.from_toml(Path(str(folder.joinpath(f"tiny_{stage}.toml"))))
+        cfg = load_recipe(f"tiny-{stage}")
+        consumed = cfg.steps * cfg.micro_batch * cfg.grad_accum * cfg.max_len
+        assert abs(mix.budget_tokens / consumed - 1) < 0.02, (stage, mix.budget_tokens, consumed)
+        assert {d.name for d in mix.datasets} >= {"image_pairs", "speech_pairs", "music_pairs"}
