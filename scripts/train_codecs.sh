@@ -16,17 +16,22 @@ world() {  # world OUT N KINDS...: built once (a finished world has its manifest
 world "$RUNS/world-1500" 1500 images speech  # 1200 training images and utterances
 world "$RUNS/world-400" 400 music            # 322 training clips (the evaluation world's music)
 
-# The image and audio trainings use one thread each; on 2 cores run two at a time.
+# The image and audio trainings use one thread each; on 2 cores run two at a time. A background
+# training is waited for by its pid, so that its failure stops the script; one left running when the
+# script stops is killed.
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 anygpt codecs train image --world "$RUNS/world-1500" --out "$RUNS/image" --no-progress &
+image=$!
 anygpt codecs train speech --world "$RUNS/world-1500" --out "$RUNS/speech" --no-progress
-wait
+wait "$image"
 anygpt codecs train music --world "$RUNS/world-400" --out "$RUNS/music" --no-progress &
+music=$!
 # the acoustic layers again, at 128 codes each, with layer 1 frozen (its codes stay those of the run above)
 anygpt codecs train speech --world "$RUNS/world-1500" --out "$RUNS/speech-acoustic" --init-from "$RUNS/speech/export" \
   --set acoustic_codebook_size=128 --vq-warmup 0 --steps 1500 --no-progress
 anygpt codecs train soundstorm --codec "$RUNS/speech-acoustic/export" --world "$RUNS/world-1500" --out "$RUNS/soundstorm" \
   --steps 9000 --no-progress
-wait
+wait "$music"
 anygpt codecs ship --image "$RUNS/image/export" --speech "$RUNS/soundstorm/export" --music "$RUNS/music/export" \
   --out anygpt/bundles/tiny
 anygpt eval codecs --bundle tiny --json | tee "$RUNS/eval_codecs.json"
