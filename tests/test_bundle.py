@@ -76,7 +76,7 @@ def test_corrupt_codec_weights_give_a_clear_error(saved, tmp_path):
 
 
 def test_bad_bundle_names_and_manifests(tmp_path):
-    with pytest.raises(BundleError, match="unknown bundle"):
+    with pytest.raises(BundleError, match=r"unknown bundle 'no-such-bundle': .*\(debug, tiny\)"):
         load_bundle("no-such-bundle")
     (tmp_path / MANIFEST).write_text("{not json")
     with pytest.raises(BundleError, match="unreadable manifest"):

@@ -123,8 +123,7 @@ def load_bundle(name_or_path: str | Path, *, device: str = "cpu", dtype: str | N
         if (path / CODECS_ONLY).is_file():
             raise BundleError(f"bundle {str(name_or_path)!r} holds its codecs only, no trained LLM yet: "
                               f"`anygpt eval codecs --bundle {name_or_path}` works; chat and generation do not")
-        raise BundleError(f"unknown bundle {str(name_or_path)!r}: not a built-in ({', '.join(builtins)}) "
-                          f"and not a directory with {MANIFEST}")
+        raise _unknown(name_or_path, MANIFEST)
     return _load_dir(path, device=device, dtype=dtype, verify=verify)
 
 
@@ -161,6 +160,12 @@ def _load_dir(path: Path, *, device: str, dtype: str | None, verify: bool) -> Bu
 CODECS_ONLY = "codecs/codecs.json"  # a bundle directory whose LLM is not there yet: its codecs alone
 
 
+def _unknown(name: str | Path, wanted: str) -> BundleError:
+    known = ", ".join([*bundle_names(), *packaged_bundles()])
+    return BundleError(f"unknown bundle {str(name)!r}: not one of the known bundles ({known}) and not a "
+                       f"directory with {wanted}")
+
+
 def packaged_bundles() -> dict[str, Path]:
     """Bundle directories shipped inside the package (anygpt/bundles/<name>/)."""
     here = Path(__file__).parent
@@ -179,8 +184,7 @@ def load_codec_slots(name_or_path: str | Path, *, device: str = "cpu") -> dict[s
     elif (path / CODECS_ONLY).is_file():
         entries = json.loads((path / CODECS_ONLY).read_text(encoding="utf-8"))
     else:
-        raise BundleError(f"unknown bundle {name!r}: not a built-in ({', '.join(bundle_names())}) and not a "
-                          f"directory with {MANIFEST} or {CODECS_ONLY}")
+        raise _unknown(name, f"{MANIFEST} or {CODECS_ONLY}")
     slots = {}
     for modality, c in entries.items():
         weights = path / c["weights"] if c.get("weights") else None
