@@ -28,9 +28,9 @@ worlds=$!
 bash scripts/train_codecs.sh "$RUNS/codecs"  # finished trainings are skipped on a rerun
 wait "$worlds" || { tail -20 "$RUNS/worlds.log"; echo "building the worlds failed: $RUNS/worlds.log"; exit 1; }
 [ -f "$RUNS/init/manifest.json" ] || { rm -rf "$RUNS/init"; anygpt bundle init-tiny --world "$W" --out "$RUNS/init"; }
-tokenize() {  # records dir, file stem
+tokenize() {  # records dir, file stem; two worker processes (the codes do not depend on how many)
   for split in train validation; do
-    anygpt data tokenize "$1/$split/$2.jsonl" --out "$1/units/$split/$2" --bundle "$RUNS/init" --max-seconds music=4
+    anygpt data tokenize "$1/$split/$2.jsonl" --out "$1/units/$split/$2" --bundle "$RUNS/init" --max-seconds music=4 --workers 2
   done
 }
 tokenize "$RUNS/records" music_pairs

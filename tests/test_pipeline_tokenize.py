@@ -75,6 +75,26 @@ def test_tokenize_resume_after_crash_loses_and_duplicates_nothing(raw, tmp_path,
     assert shards.read_table(ref, "units").equals(shards.read_table(out, "units"))
 
 
+def test_tokenize_in_process_encodes_on_one_thread_like_the_workers(raw, tmp_path, debug_bundle, monkeypatch):
+    """Codes must not depend on --workers: the in-process path encodes on one thread, as each worker
+    process does, and gives the caller its thread count back."""
+    import torch
+
+    from anygpt.data.pipeline import tokenize
+
+    seen, original = [], tokenize.encode_chunk
+    monkeypatch.setattr(tokenize, "encode_chunk", lambda *a: seen.append(torch.get_num_threads()) or original(*a))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_tokenize(TokenizeConfig(inputs=[str(raw["speech"])], out=str(tmp_path / "u"), chunk_size=4),
+                     quiet=True, bundle=debug_bundle)
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_tokenize_ray_worker_batch_interface(raw, tmp_path):
     """The Ray actor's batch function, called the way Ray Data calls it (no cluster needed)."""
     from anygpt.data.pipeline.records import iter_records

@@ -4,7 +4,9 @@ Records are cut into fixed chunks of `chunk_size` in input order; chunk i always
 records, and its shard is written atomically with a statistics file that marks it done. A job that
 crashes is simply run again: finished chunks are skipped, unfinished ones redone from scratch, so
 no record is lost or written twice. Chunks run in local worker processes (`engine="local"`) or as
-Ray Data tasks on a cluster (`engine="ray"`); both call the same `encode_chunk`.
+Ray Data tasks on a cluster (`engine="ray"`); both call the same `encode_chunk`, on one torch thread
+wherever it runs: a codec's nearest-code search can fall either way on a near tie when the thread
+count changes the order of a sum, so one thread makes the codes the same for any `workers` or engine.
 
 Text is stored as text: the text tokenizer and the templates are applied by the next stage, so the
 same unit shards serve pretraining (both directions) and instruction tuning.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -189,10 +192,11 @@ def run_tokenize(cfg: TokenizeConfig, *, quiet: bool = False, bundle=None) -> di
         if cfg.engine == "ray":
             _run_ray(cfg, pending, progress)
         elif cfg.workers == 1:
-            for n, (i, c) in enumerate(pending):
-                if cfg.fail_after_chunks is not None and n >= cfg.fail_after_chunks:
-                    raise RuntimeError(f"simulated crash after {n} chunks")
-                progress.update(encode_chunk(i, c, cfg, codecs, layout))
+            with _one_thread():
+                for n, (i, c) in enumerate(pending):
+                    if cfg.fail_after_chunks is not None and n >= cfg.fail_after_chunks:
+                        raise RuntimeError(f"simulated crash after {n} chunks")
+                    progress.update(encode_chunk(i, c, cfg, codecs, layout))
         else:
             _run_local_pool(cfg, pending, progress)
     return _finish(cfg, describe, len(chunks))
@@ -225,6 +229,19 @@ def _finish(cfg: TokenizeConfig, describe: dict, n_chunks: int) -> dict:
 
 
 # --- local processes ------------------------------------------------------------------------------
+
+@contextmanager
+def _one_thread():
+    """Encode on one torch thread in this process (as the workers do), then restore the count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 
 _WORKER: dict = {}  # per worker process: the codecs, loaded once by _init_worker
 
