@@ -22,6 +22,7 @@ MODEL_KEYS = {"caption": {"cider", "attr_acc"}, "t2i": {"attr_acc", "attr_acc_no
               "t2m": {"attr_acc", "clap_score"}}
 UNIT = {"attr_acc", "attr_acc_novel"}  # in [0, 1]
 COSINE = {"clip_score", "clap_score", "sim"}  # in [-1, 1]
+CONDITIONING = {"matched", "mismatched", "gap", "matched_better"}
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,12 @@ def test_eval_all_json(world, tmp_path, capsys):
         _check_figures(f, keys)
         _check_figures(f["ground_truth"], keys)
         assert 1 <= f["n"] <= 2 and 0 <= f["malformed"] <= f["n"] and f["seconds"] >= 0
+        c = f["conditioning"]  # on the task's own items, swapped; None for one item
+        if f["n"] == 1:
+            assert c is None, task
+            continue
+        assert set(c) == CONDITIONING and all(isinstance(v, float) and math.isfinite(v) for v in c.values()), task
+        assert c["matched"] > 0 and c["gap"] == c["mismatched"] - c["matched"] and c["matched_better"] in (0, 0.5, 1)
     # the judges read real data almost perfectly: the parsers' and the image judge's ceilings
     assert figures["caption"]["ground_truth"]["attr_acc"] >= 0.9
     assert figures["music_caption"]["ground_truth"]["attr_acc"] >= 0.9
@@ -65,12 +72,46 @@ def test_eval_all_json(world, tmp_path, capsys):
     for row in record["tasks"]["t2i"]["items"] + record["tasks"]["t2m"]["items"]:
         assert row["malformed"] or Path(row["path"]).is_file()
     assert "text" in record["tasks"]["caption"]["items"][0]
+    assert record["tasks"]["t2m"]["conditioning"] == figures["t2m"]["conditioning"]
+    assert figures["t2m"]["n"] == figures["music_caption"]["n"] == 2  # the small world's music test split
+    # the off-world set: caption, t2i and asr again on inputs the world generator did not make
+    assert [t for t in TASKS if "offworld" in figures[t]] == ["caption", "t2i", "asr"]
+    for task in ("caption", "t2i", "asr"):
+        off = figures[task]["offworld"]
+        _check_figures(off, MODEL_KEYS[task] - {"cider"})
+        assert off["n"] == 2 and "items" not in off
+        assert record["tasks"][task]["offworld"]["items"][0]["id"].startswith(("image-", "prompt-", "speech-"))
+    assert figures["caption"]["offworld"]["cider"] is None  # one caption per picture: nothing to score against
+    assert figures["t2i"]["offworld"]["ground_truth"]["attr_acc"] is None  # prompts come without pictures
+    assert figures["t2i"]["offworld"]["conditioning"] is None
+    assert figures["asr"]["offworld"]["ground_truth"]["wer"] >= 0.0
+
+
+def test_conditioning_is_the_gap_on_the_tasks_items(world, debug_bundle):
+    from anygpt.chat import encode_media
+    from anygpt.data.world.reader import take_items
+    from anygpt.eval.conditioning import conditioning
+
+    got = evaluate(debug_bundle, world, ["music_caption"], limit=2)["music_caption"]["conditioning"]
+    items = take_items(world, "music", "test", 2)
+    clips = [encode_media(debug_bundle, "music", (it["waveform"], it["sample_rate"])) for it in items]
+    assert got == conditioning(debug_bundle, "music_caption", clips, [it["captions"][0] for it in items])
+    # skipped on request; None where no other item's input exists
+    assert "conditioning" not in evaluate(debug_bundle, world, ["music_caption"], limit=2,
+                                          conditioning=False)["music_caption"]
+    assert evaluate(debug_bundle, world, ["music_caption"], limit=1)["music_caption"]["conditioning"] is None
 
 
 def test_table_without_json(world, capsys):
     assert main(["eval", "asr", "--bundle", "debug", "--limit", "1", "--world", str(world)]) == 0
     printed = capsys.readouterr().out
     assert "ground truth" in printed and "WER" in printed and "malformed=" in printed
+    assert "conditioning gap" in printed  # "-" for one item: nothing to swap its input with
+    assert "off-world: WER" in printed
+    assert main(["eval", "asr", "--bundle", "debug", "--limit", "1", "--world", str(world), "--no-conditioning"]) == 0
+    assert "conditioning gap" not in capsys.readouterr().out
+    assert main(["eval", "asr", "--bundle", "debug", "--limit", "1", "--world", str(world), "--no-offworld"]) == 0
+    assert "off-world" not in capsys.readouterr().out
 
 
 def test_malformed_replies_are_scored_wrong(world, debug_bundle, monkeypatch):

@@ -132,3 +132,12 @@ def test_tokenize_local_process_pool_resume(raw, tmp_path, debug_bundle):
     m = run_tokenize(TokenizeConfig(inputs=inputs, out=str(out), chunk_size=4, workers=2), quiet=True)
     keys = _keys(out)
     assert len(keys) == len(set(keys)) == m["counts"]["units"] == 20
+
+
+def test_tokenize_takes_a_packaged_bundle_by_name():
+    from anygpt.bundles import load_bundle
+    from anygpt.data.pipeline.tokenize import load_codecs
+
+    layout, codecs, describe = load_codecs("tiny")  # the embedded default, read without its LLM
+    assert describe["bundle"] == "tiny" and sorted(codecs) == ["image", "music", "speech"]
+    assert layout.vocab_size == load_bundle("tiny").layout.vocab_size

@@ -80,6 +80,57 @@ def test_train_validation_loss_falls_and_writes_artifacts(packed, tmp_path, debu
     assert not torch.equal(b.model.state_dict()["model.embed_tokens.weight"], sd["model.embed_tokens.weight"])
 
 
+def test_conditioning_gap_pairs_are_fixed_validation_documents(packed, debug_bundle):
+    from anygpt.data.pipeline.samples import ASSISTANT
+    from anygpt.train.conditioning import conditioning_gaps, direction_name, gap_pairs
+    from anygpt.train.data import PackedRows
+
+    assert [direction_name(t) for t in ("speech/to_text", "music/from_text", "chat", "interleaved")] == \
+        ["speech->text", "text->music", None, None]
+    assert gap_pairs(PackedRows(packed[1]), 3) == {}  # one validation pair per direction: nothing to swap
+    rows = PackedRows(packed[0])  # the training rows hold many pairs of each direction
+    pairs = gap_pairs(rows, 3)
+    assert pairs == gap_pairs(rows, 3)  # chosen from the data alone
+    assert set(pairs) == {"image->text", "text->image", "speech->text", "text->speech"}
+    assert all(len(p) == 3 for p in pairs.values())
+    # each pair is one validation document of its direction, cut where its ASSISTANT tokens begin
+    docs = {}
+    for row in rows.rows(list(range(len(rows)))):
+        end = 0
+        for n, tag in zip(row["doc_lens"], row["doc_tags"]):
+            docs[tuple(row["input_ids"][end: end + n])] = (row["roles"][end: end + n], direction_name(tag))
+            end += n
+    for name, ps in pairs.items():
+        for prompt, reply in ps:
+            roles, direction = docs[tuple(prompt + reply)]
+            assert direction == name and ASSISTANT not in roles[: len(prompt)]
+            assert set(roles[len(prompt):]) == {ASSISTANT}
+    gaps = conditioning_gaps(debug_bundle.model, pairs, pad_id=debug_bundle.pad_id, batch_size=2)
+    assert set(gaps) == {f"val/gap/{name}" for name in pairs} and all(v == v for v in gaps.values())
+    # the training metric is the evaluation's figure on the same pairs
+    from anygpt.eval.conditioning import gap_figures, reply_nll
+
+    own = pairs["image->text"]
+    swapped = [(own[(i + 1) % len(own)][0], r) for i, (_, r) in enumerate(own)]
+    scores = reply_nll(debug_bundle.model, own + swapped, pad_id=debug_bundle.pad_id, batch_size=1)
+    assert gaps["val/gap/image->text"] == pytest.approx(gap_figures(scores[: len(own)], scores[len(own):])["gap"],
+                                                       rel=1e-4, abs=1e-6)
+
+
+def test_train_logs_the_conditioning_gap_per_direction(packed, tmp_path, debug_bundle):
+    # validation on the training rows, which hold several pairs of every direction
+    cfg = config(packed, tmp_path / "gap", val_data=str(packed[0]), steps=2, gap_pairs=4)
+    train(cfg, bundle=fresh(debug_bundle), log=lambda m: None)
+    evals = [r for r in read_metrics(tmp_path / "gap" / "metrics.jsonl") if "val_loss" in r]
+    names = {"val/gap/image->text", "val/gap/text->image", "val/gap/speech->text", "val/gap/text->speech"}
+    assert [r["step"] for r in evals] == [0, 2]
+    assert all({k for k in r if k.startswith("val/gap/")} == names for r in evals)
+    assert all(abs(r[k]) < 5 for r in evals for k in names)
+    off = config(packed, tmp_path / "off", val_data=str(packed[0]), steps=1, gap_pairs=0)
+    assert not any(k.startswith("val/gap/") for k in train(off, bundle=fresh(debug_bundle), log=lambda m: None)
+                   ["last_eval"])
+
+
 def test_lora_trains_adapters_and_only_the_new_vocabulary_rows(packed, tmp_path, debug_bundle):
     pytest.importorskip("peft")
     b = fresh(debug_bundle)

@@ -4,7 +4,7 @@
                      the package's prompt files (LLaMA's specials: <unk> 0, <s> 1, </s> 2)
     LLM              a Llama (LLM below), its vocabulary expanded by the same code path as LLaMA-2's
     layout           the official token strings and order, with the small codecs' codebooks:
-                     image 1024 codes x 32 per picture, speech 1024 (layer 1, 50 Hz),
+                     image 1024 codes x 38 per picture (small-scene), speech 1024 (layer 1, 50 Hz),
                      music 4 x 2048 frame-major (50 Hz)
     codecs           the trained small codecs shipped in anygpt/bundles/tiny/codecs/
 
@@ -28,11 +28,13 @@ LLM = {"hidden_size": 192, "intermediate_size": 512, "num_hidden_layers": 4, "nu
 CODECS_DIR = Path(__file__).parent / "tiny"
 
 
-def tiny_layout_config() -> LayoutConfig:
-    """The official layout's tokens, in the official order, sized for the small codecs."""
+def tiny_layout_config(image_tokens: int = 32) -> LayoutConfig:
+    """The official layout's tokens, in the official order, sized for the small codecs: 1024 image
+    codes, `image_tokens` of them per picture (small-scene: 38)."""
     from dataclasses import replace
 
-    return LayoutConfig(modalities=(replace(OFFICIAL_IMAGE, codebook_size=1024), OFFICIAL_SPEECH, OFFICIAL_MUSIC))
+    image = replace(OFFICIAL_IMAGE, codebook_size=1024, tokens_per_item=image_tokens)
+    return LayoutConfig(modalities=(image, OFFICIAL_SPEECH, OFFICIAL_MUSIC))
 
 
 def world_text(world: str | Path, split: str = "train") -> list[str]:
@@ -67,14 +69,16 @@ def init_bundle(world: str | Path, out: str | Path, *, seed: int = 0, codecs_dir
     from anygpt.prompts import load_format
 
     tokenizer = build_text_tokenizer(TEXT_VOCAB, world_text(world) + _corpus())
+    codecs = load_codec_slots(codecs_dir)
+    layout_config = tiny_layout_config(codecs["image"].get().tokens_per_item)
     with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
-        model, layout = random_llama(tokenizer, tiny_layout_config(), seed=seed, **LLM)
+        model, layout = random_llama(tokenizer, layout_config, seed=seed, **LLM)
     decoding = PRESETS["paper"].override(max_new_tokens=1200, max_seconds={"speech": 8.0, "music": 5.0})
     bundle = Bundle(
         name="tiny",
         description="AnyGPT-tiny: a small Llama trained here on the offline world, with the small codecs.",
         model=model, tokenizer=tokenizer, layout=layout, prompt_format=load_format("mmgpt"),
-        decoding=decoding, codecs=load_codec_slots(codecs_dir),
+        decoding=decoding, codecs=codecs,
     )
     save_bundle(bundle, out)
     return bundle

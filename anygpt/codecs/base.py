@@ -111,6 +111,7 @@ BUILTIN_CODECS = {
     "encodec-32khz": "anygpt.codecs.encodec",
     "speechtokenizer": "anygpt.codecs.speechtokenizer",
     "small-image": "anygpt.codecs.small.image",
+    "small-scene": "anygpt.codecs.small.scene",
     "small-speech": "anygpt.codecs.small.audio",
     "small-music": "anygpt.codecs.small.audio",
 }

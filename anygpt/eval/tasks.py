@@ -15,6 +15,12 @@ with seed `seed + i`, so a run is reproducible and one item's reply does not dep
     music_caption  music -> text               attr_acc, clap_score                   music_text_attributes (here)
     t2m            first caption -> music      attr_acc, clap_score                   music.py, contrastive.py
 
+Each task also reports "conditioning" (conditioning.py, forward passes only): the NLL per token of
+the reference outputs under teacher forcing after the same task prompt around the items' own inputs
+and around other items' inputs, and their gap. References: the first caption (caption, music_caption),
+the transcript (asr), and the codes of the item's image, utterance or clip (t2i, tts, t2m; music
+cropped to the span limit, as inputs are). None for fewer than 2 items or a base prompt format.
+
 Beside the model's figures, "ground_truth" holds the same judges on the real data: the ceiling the
 judges allow. A reply without a decodable media span of the wanted kind, or without text, counts in
 "malformed" and is scored as wrong, never skipped: an empty caption or transcript, an empty scene, a
@@ -27,7 +33,7 @@ from __future__ import annotations
 import functools
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +167,13 @@ def generate(bundle, task: str, value, *, seed: int, voice: np.ndarray | None = 
     return Generated("", decoded, decoded is None)
 
 
-def _items(world, kind: str, limit: int | None) -> list[dict]:
+def _items(world, kind: str, limit: int | None, source: str = "world", task: str = "") -> list[dict]:
+    """The test items of `kind` (images, speech, music): the world's test split, or with
+    source="offworld" the hand-made set of `task` (anygpt.eval.offworld)."""
+    if source == "offworld":
+        from anygpt.eval.offworld import load_offworld
+
+        return load_offworld()[task][:limit]
     from anygpt.data.world.reader import take_items
 
     return take_items(world, kind, "test", limit)
@@ -174,6 +186,11 @@ class Run:
     limit: int | None
     seed: int
     out: Path | None
+    conditioning: bool = True  # add each task's conditioning gap
+    source: str = "world"  # or "offworld": the hand-made set (caption, t2i, asr only)
+
+    def items(self, kind: str, task: str) -> list[dict]:
+        return _items(self.world, kind, self.limit, self.source, task)
 
     def save(self, task: str, index: int, generated: Generated) -> str | None:
         """Write a media reply under out/task/; its path, or None."""
@@ -197,6 +214,18 @@ class Run:
                 for i, (item, g) in enumerate(zip(items, replies, strict=True))]
 
 
+def _conditioning(run: Run, task: str, inputs: list, answers: list) -> dict:
+    """{"conditioning": figures} on the task's items (None when they cannot be deranged or the prompt
+    format is not a chat format); {} when the run skips it."""
+    from anygpt.eval.conditioning import conditioning
+
+    if not run.conditioning:
+        return {}
+    if len(inputs) < 2 or run.bundle.prompt_format.kind != "chat":
+        return {"conditioning": None}
+    return {"conditioning": conditioning(run.bundle, task, inputs, answers)}
+
+
 def _judge_or_none(fn, *args):
     """A judge's figure on generated media, or None when the judge rejects it (silent, empty)."""
     try:
@@ -205,7 +234,7 @@ def _judge_or_none(fn, *args):
         return None
 
 
-def _caption_attr_acc(captions: list[str], truths: list[dict]) -> float:
+def caption_attr_acc(captions: list[str], truths: list[dict]) -> float:
     """Mean over caption_accuracy's figures, bg_stated left out (as calibrate_images)."""
     import warnings
 
@@ -225,24 +254,28 @@ def eval_caption(run: Run) -> dict:
     from anygpt.chat import encode_media
     from anygpt.eval.judges.captions import cider
 
-    items = _items(run.world, "images", run.limit)
-    replies = [generate(run.bundle, "caption", encode_media(run.bundle, "image", it["image"]), seed=run.seed + i)
-               for i, it in enumerate(items)]
+    items = run.items("images", "caption")
+    images = [encode_media(run.bundle, "image", it["image"]) for it in items]
+    replies = [generate(run.bundle, "caption", image, seed=run.seed + i) for i, image in enumerate(images)]
     texts = [g.text for g in replies]
     # the first caption is held out as the ground-truth candidate; both are scored against the rest
+    # (the off-world set has one caption per picture: no CIDEr)
     held, refs = [it["captions"][0] for it in items], [it["captions"][1:] for it in items]
     truths = [it["attributes"] for it in items]
-    return {"cider": cider(texts, refs), "attr_acc": _caption_attr_acc(texts, truths),
-            "ground_truth": {"cider": cider(held, refs), "attr_acc": _caption_attr_acc(held, truths)},
-            "items": run.rows("caption", items, replies)}
+    scored = all(refs)
+    return {"cider": cider(texts, refs) if scored else None, "attr_acc": caption_attr_acc(texts, truths),
+            "ground_truth": {"cider": cider(held, refs) if scored else None,
+                             "attr_acc": caption_attr_acc(held, truths)},
+            **_conditioning(run, "caption", images, held), "items": run.rows("caption", items, replies)}
 
 
 def eval_t2i(run: Run) -> dict:
+    from anygpt.chat import encode_media
     from anygpt.eval.judges.contrastive import ContrastiveJudge
     from anygpt.eval.judges.image import ImageJudge, attribute_accuracy
 
-    items = _items(run.world, "images", run.limit)
-    prompts = [it["captions"][0] for it in items]
+    items = run.items("images", "t2i")
+    prompts = [it["prompt"] if "prompt" in it else it["captions"][0] for it in items]  # off-world: own words
     replies = [generate(run.bundle, "t2i", text, seed=run.seed + i) for i, text in enumerate(prompts)]
     judge = ImageJudge.load()
     clip = ContrastiveJudge.load("clip")
@@ -264,21 +297,27 @@ def eval_t2i(run: Run) -> dict:
                 if novel else None,
                 "clip_score": float(np.mean(scores))}
 
-    return {**figures([g.media for g in replies]), "ground_truth": figures([it["image"] for it in items]),
-            "n_novel": len(novel), "items": run.rows("t2i", items, replies)}
+    pictured = all("image" in it for it in items)  # off-world prompts come without a picture
+    references = [encode_media(run.bundle, "image", it["image"]) for it in items] if run.conditioning and pictured else []
+    return {**figures([g.media for g in replies]),
+            "ground_truth": figures([it["image"] for it in items]) if pictured
+            else dict.fromkeys(("attr_acc", "attr_acc_novel", "clip_score")),
+            "n_novel": len(novel),
+            **(_conditioning(run, "t2i", prompts, references) if pictured else {"conditioning": None}),
+            "items": run.rows("t2i", items, replies)}
 
 
 def eval_asr(run: Run) -> dict:
     from anygpt.chat import encode_media
     from anygpt.eval.judges import speech
 
-    items = _items(run.world, "speech", run.limit)
-    replies = [generate(run.bundle, "asr", encode_media(run.bundle, "speech", (it["waveform"], it["sample_rate"])),
-                        seed=run.seed + i) for i, it in enumerate(items)]
+    items = run.items("speech", "asr")
+    speeches = [encode_media(run.bundle, "speech", (it["waveform"], it["sample_rate"])) for it in items]
+    replies = [generate(run.bundle, "asr", speech_in, seed=run.seed + i) for i, speech_in in enumerate(speeches)]
     refs = [it["text"] for it in items]
     heard = [speech.asr([it["waveform"]], it["sample_rate"])[0] for it in items]
     return {"wer": speech.wer([g.text for g in replies], refs), "ground_truth": {"wer": speech.wer(heard, refs)},
-            "items": run.rows("asr", items, replies)}
+            **_conditioning(run, "asr", speeches, refs), "items": run.rows("asr", items, replies)}
 
 
 def voice_partner(items: list[dict], index: int) -> int:
@@ -293,6 +332,7 @@ def voice_partner(items: list[dict], index: int) -> int:
 
 def eval_tts(run: Run) -> dict:
     from anygpt import media
+    from anygpt.chat import encode_media
     from anygpt.eval.judges import speech
 
     everything = _items(run.world, "speech", None)  # voice prompts come from the whole test split
@@ -318,10 +358,12 @@ def eval_tts(run: Run) -> dict:
     truth_rates = {it["sample_rate"] for it in items}
     if len(truth_rates) != 1:
         raise AnyGPTError(f"{run.world}: test speech at several sample rates {sorted(truth_rates)}")
+    references = [encode_media(run.bundle, "speech", (it["waveform"], it["sample_rate"])) for it in items] \
+        if run.conditioning else []
     return {**figures([g.media for g in replies], rate),
             "ground_truth": figures([it["waveform"] for it in items], truth_rates.pop()),
             "voice_prompt_self": sum(j == i for i, j in enumerate(partners)),
-            "items": run.rows("tts", items, replies)}
+            **_conditioning(run, "tts", refs, references), "items": run.rows("tts", items, replies)}
 
 
 def eval_music_caption(run: Run) -> dict:
@@ -329,9 +371,8 @@ def eval_music_caption(run: Run) -> dict:
     from anygpt.eval.judges.contrastive import ContrastiveJudge
 
     items = _items(run.world, "music", run.limit)
-    replies = [generate(run.bundle, "music_caption",
-                        encode_media(run.bundle, "music", (it["waveform"], it["sample_rate"])), seed=run.seed + i)
-               for i, it in enumerate(items)]
+    clips = [encode_media(run.bundle, "music", (it["waveform"], it["sample_rate"])) for it in items]
+    replies = [generate(run.bundle, "music_caption", clip, seed=run.seed + i) for i, clip in enumerate(clips)]
     truths = [it["attributes"] for it in items]
     clap = ContrastiveJudge.load("clap")
     rate = items[0]["sample_rate"]
@@ -349,10 +390,12 @@ def eval_music_caption(run: Run) -> dict:
     return {"attr_acc": acc["mean"], "clap_score": clap_score(texts), "per_attribute": acc,
             "ground_truth": {"attr_acc": every["mean"], "clap_score": clap_score([it["captions"][0] for it in items]),
                              "per_attribute": every},
+            **_conditioning(run, "music_caption", clips, [it["captions"][0] for it in items]),
             "items": run.rows("music_caption", items, replies)}
 
 
 def eval_t2m(run: Run) -> dict:
+    from anygpt.chat import encode_media
     from anygpt.eval.judges.contrastive import ContrastiveJudge
     from anygpt.eval.judges.music import (
         MUSIC_ATTRIBUTES,
@@ -387,30 +430,45 @@ def eval_t2m(run: Run) -> dict:
     rates = {it["sample_rate"] for it in items}
     if len(rates) != 1:
         raise AnyGPTError(f"{run.world}: test music at several sample rates {sorted(rates)}")
+    references = [encode_media(run.bundle, "music", (it["waveform"], it["sample_rate"])) for it in items] \
+        if run.conditioning else []
     return {**figures([g.media for g in replies], run.bundle.codec("music").sample_rate),
             "ground_truth": figures([it["waveform"] for it in items], rates.pop()),
-            "items": run.rows("t2m", items, replies)}
+            **_conditioning(run, "t2m", prompts, references), "items": run.rows("t2m", items, replies)}
 
 
 EVALUATORS = {"caption": eval_caption, "t2i": eval_t2i, "asr": eval_asr, "tts": eval_tts,
               "music_caption": eval_music_caption, "t2m": eval_t2m}
 
 
+OFFWORLD_TASKS = ("caption", "t2i", "asr")  # the tasks the hand-made set (anygpt.eval.offworld) feeds
+
+
 def evaluate(bundle, world, tasks=TASKS, *, limit: int | None = None, seed: int = 0,
-             out: Path | None = None, log=None) -> dict:
-    """{task: figures} with "n", "malformed", "seconds" and per-item "items" in each."""
+             out: Path | None = None, log=None, conditioning: bool = True, offworld: bool = True) -> dict:
+    """{task: figures} with "n", "malformed", "seconds" and per-item "items" in each, and
+    "conditioning" unless `conditioning` is False. With `offworld`, caption, t2i and asr also hold
+    "offworld": the same figures on the hand-made set of inputs the world generator did not make."""
     unknown = [t for t in tasks if t not in EVALUATORS]
     if unknown:
         raise AnyGPTError(f"unknown task {', '.join(unknown)}: choose from {', '.join(TASKS)}")
-    run = Run(bundle, Path(world), limit, seed, None if out is None else Path(out))
+    run = Run(bundle, Path(world), limit, seed, None if out is None else Path(out), conditioning)
     results = {}
     for task in tasks:
-        start = time.perf_counter()
-        figures = EVALUATORS[task](run)
-        figures["n"] = len(figures["items"])
-        figures["malformed"] = sum(row["malformed"] for row in figures["items"])
-        figures["seconds"] = round(time.perf_counter() - start, 2)
-        results[task] = figures
-        if log is not None:
-            log(f"eval {task}: {figures['n']} items, {figures['malformed']} malformed, {figures['seconds']} s")
+        results[task] = _timed(task, run, log)
+        if offworld and task in OFFWORLD_TASKS:
+            off = replace(run, source="offworld", out=None if run.out is None else run.out / "offworld")
+            results[task]["offworld"] = _timed(task, off, log)
     return results
+
+
+def _timed(task: str, run: Run, log) -> dict:
+    start = time.perf_counter()
+    figures = EVALUATORS[task](run)
+    figures["n"] = len(figures["items"])
+    figures["malformed"] = sum(row["malformed"] for row in figures["items"])
+    figures["seconds"] = round(time.perf_counter() - start, 2)
+    if log is not None:
+        log(f"eval {task}{' (off-world set)' if run.source == 'offworld' else ''}: {figures['n']} items, "
+            f"{figures['malformed']} malformed, {figures['seconds']} s")
+    return figures

@@ -1,7 +1,13 @@
 """`anygpt eval TASK|all`: the paper's six tasks on the world's test split (see anygpt.eval.tasks).
 
     anygpt eval caption|t2i|asr|tts|music_caption|t2m|all [--bundle B] [--limit N] [--json]
-                [--world W] [--out DIR] [--seed S] [--device D] [--threads T]
+                [--world W] [--out DIR] [--seed S] [--device D] [--threads T] [--no-conditioning]
+                [--no-offworld]
+
+Beside each task's figures: its conditioning gap (anygpt.eval.conditioning), the NLL per token of
+the references after the items' own inputs and after other items' inputs; and for caption, t2i and
+asr the same figures on the off-world set (anygpt.eval.offworld: pictures, speech and prompts the
+world generator did not make), under "offworld".
 """
 
 from __future__ import annotations
@@ -47,6 +53,11 @@ def register(subparsers) -> None:
         p.add_argument("--seed", type=int, default=0, help="item i is generated with seed SEED+i (default 0)")
         p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
         p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+        p.add_argument("--no-conditioning", dest="conditioning", action="store_false",
+                       help="skip the conditioning gap (teacher-forced NLL of the references after their own "
+                            "and after other items' inputs)")
+        p.add_argument("--no-offworld", dest="offworld", action="store_false",
+                       help="skip the off-world set (caption, t2i, asr on inputs the world generator did not make)")
         p.set_defaults(func=run, tasks=list(TASKS) if name == "all" else [name])
 
 
@@ -66,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"eval {' '.join(args.tasks)}: bundle={bundle.name} world={world} limit={args.limit} seed={args.seed}",
           file=sys.stderr)
     results = evaluate(bundle, world, args.tasks, limit=args.limit, seed=args.seed, out=args.out,
-                       log=lambda line: print(line, file=sys.stderr))
-    summary = {task: {k: v for k, v in figures.items() if k != "items"} for task, figures in results.items()}
+                       log=lambda line: print(line, file=sys.stderr), conditioning=args.conditioning,
+                       offworld=args.offworld)
+    summary = {task: _without_items(figures) for task, figures in results.items()}
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         record = {"bundle": bundle.name, "world": str(world), "limit": args.limit, "seed": args.seed, "tasks": results}
@@ -79,16 +91,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _without_items(figures: dict) -> dict:
+    out = {k: v for k, v in figures.items() if k != "items"}
+    if "offworld" in out:
+        out["offworld"] = _without_items(out["offworld"])
+    return out
+
+
 def _cell(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
 def table(summary: dict) -> str:
-    """task | metric | model | ground truth, one row per metric, as the paper's tables."""
+    """task | metric | model | ground truth, one row per metric, as the paper's tables; then the
+    conditioning gap (nats/token) with its matched and mismatched NLL, when measured."""
     lines = [f"{'task':14s} {'metric':24s} {'model':>9s} {'ground truth':>13s}   items"]
     for task, figures in summary.items():
         for k, (key, name) in enumerate(METRICS[task]):
             note = f"   n={figures['n']} malformed={figures['malformed']} {figures['seconds']} s" if k == 0 else ""
             lines.append(f"{task if k == 0 else '':14s} {name:24s} {_cell(figures[key]):>9s} "
                          f"{_cell(figures['ground_truth'][key]):>13s}{note}")
+        if "offworld" in figures:
+            off = figures["offworld"]
+            for key, name in METRICS[task]:
+                lines.append(f"{'':14s} {'off-world: ' + name:24s} {_cell(off[key]):>9s} "
+                             f"{_cell(off['ground_truth'][key]):>13s}   n={off['n']} malformed={off['malformed']}")
+        if "conditioning" in figures:
+            c = figures["conditioning"] or dict.fromkeys(("matched", "mismatched", "gap", "matched_better"))
+            lines.append(f"{'':14s} {'conditioning gap':24s} {_cell(c['gap']):>9s} {'-':>13s}   "
+                         f"matched={_cell(c['matched'])} mismatched={_cell(c['mismatched'])} "
+                         f"matched_better={_cell(c['matched_better'])}")
     return "\n".join(lines)

@@ -56,6 +56,7 @@ class TrainConfig:
     log_every: int = 1
     eval_every: int = 0  # 0: only at the start and the end
     eval_max_rows: int = 64  # validation rows per evaluation (all processes together)
+    gap_pairs: int = 8  # validation pairs per direction for the conditioning gap (train/conditioning.py); 0: off
     save_every: int = 0  # 0: only at the end
     keep_checkpoints: int = 2
     resume: bool = True  # continue from out/checkpoints/latest when it exists
@@ -72,6 +73,8 @@ class TrainConfig:
                 raise AnyGPTError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.micro_batch < 1 or self.grad_accum < 1 or self.max_len < 2:
             raise AnyGPTError("micro_batch, grad_accum must be >= 1 and max_len >= 2")
+        if self.gap_pairs < 0 or self.gap_pairs == 1:
+            raise AnyGPTError(f"gap_pairs must be 0 (off) or at least 2, got {self.gap_pairs}")
 
     def to_dict(self) -> dict:
         return asdict(self)

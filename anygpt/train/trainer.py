@@ -6,6 +6,8 @@ One optimizer step:
     (so each token weighs the same however rows are split among micro-batches and processes)
     backward (gradient sync only on the last micro-batch) -> clip -> Adam step at lr(s)
 The learning rate is computed from the step, so the schedule needs no state of its own.
+Each evaluation logs the validation loss overall and per template tag ("val/image/to_text"), and the
+conditioning gap per pair direction ("val/gap/image->text", see anygpt.train.conditioning).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from anygpt.data.pipeline.packing import IGNORE, Batch
 from anygpt.errors import AnyGPTError
 from anygpt.train import checkpoint
+from anygpt.train.conditioning import conditioning_gaps, gap_pairs
 from anygpt.train.data import BatchPlan, PackedRows, Prefetcher, step_batches, val_batches
 from anygpt.train.finetune import apply_lora, merged, trainable_parameters
 from anygpt.train.metrics import Metrics, plot_losses
@@ -174,11 +177,14 @@ def train(cfg: TrainConfig, *, log=None, bundle=None) -> dict:
     pad_to = cfg.max_len if use_compile else None  # static shapes for the compiled graph
     vbatches = (val_batches(val_rows, rank, world, cfg.micro_batch, cfg.eval_max_rows, pad_id=bundle.pad_id, tags=tags)
                 if val_rows is not None else [])
+    gap_sets = gap_pairs(val_rows, cfg.gap_pairs) if val_rows is not None and cfg.gap_pairs else {}
 
     def eval_now(step: int) -> dict | None:
         if not vbatches and val_rows is None:
             return None
         rec = {"step": step, **evaluate(fwd_model, vbatches, tags, isolation, accelerator)}
+        with accelerator.autocast():  # the uncompiled model: the pairs' shapes vary
+            rec.update(conditioning_gaps(model, gap_sets, pad_id=bundle.pad_id, batch_size=cfg.micro_batch))
         metrics.log(rec)
         say(f"eval step {step}: val_loss {rec['val_loss']:.4f} " +
             " ".join(f"{k[4:]} {v:.3f}" for k, v in rec.items() if k.startswith("val/")))

@@ -44,9 +44,9 @@ from anygpt.codecs.small.image import (
 )
 from anygpt.errors import AnyGPTError
 
-KINDS = ("image", "speech", "music", "soundstorm")
-CODEC_NAMES = {"image": "small-image", "speech": "small-speech", "music": "small-music", "soundstorm": "small-speech"}
-WORLD_KIND = {"image": "images", "speech": "speech", "music": "music", "soundstorm": "speech"}
+KINDS = ("image", "scene", "speech", "music", "soundstorm")
+CODEC_NAMES = {"image": "small-image", "scene": "small-scene", "speech": "small-speech", "music": "small-music", "soundstorm": "small-speech"}
+WORLD_KIND = {"image": "images", "scene": "images", "speech": "speech", "music": "music", "soundstorm": "speech"}
 
 
 @dataclass
@@ -79,6 +79,7 @@ class TrainConfig:
 
 DEFAULTS: dict[str, dict[str, Any]] = {  # per kind: steps, batch, lr (what a full run uses)
     "image": {"steps": 4000, "batch": 32, "lr": 2e-3},
+    "scene": {"steps": 3000, "batch": 32, "lr": 2e-3},
     "speech": {"steps": 2000, "batch": 16, "lr": 1e-3, "crop_seconds": 2.0, "vq_warmup": 200},
     "music": {"steps": 2000, "batch": 16, "lr": 1e-3, "crop_seconds": 2.0, "vq_warmup": 200},
     "soundstorm": {"steps": 3000, "batch": 8, "lr": 1e-3, "max_frames": 150},
@@ -374,7 +375,13 @@ def train_soundstorm(world: str | Path, cfg: TrainConfig, *, stop_after: int | N
     return rows
 
 
-RECIPES = {"image": train_image, "speech": train_speech, "music": train_music, "soundstorm": train_soundstorm}
+def train_scene(world: str | Path, cfg: TrainConfig, **kwargs) -> list[dict]:
+    from anygpt.codecs.small.train_scene import train_scene as recipe
+
+    return recipe(world, cfg, **kwargs)
+
+
+RECIPES = {"image": train_image, "scene": train_scene, "speech": train_speech, "music": train_music, "soundstorm": train_soundstorm}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,7 +403,7 @@ def evaluate(kind: str, codec_dir: str | Path, world: str | Path, *, split: str 
     out = Path(out) if out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    if kind == "image":
+    if kind in ("image", "scene"):
         images = load_images(world, split, n)
         x = images.float() / 127.5 - 1
         with torch.no_grad():
