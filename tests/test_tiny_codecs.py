@@ -36,22 +36,47 @@ def tone(seconds: float, rate: int, freqs=(220.0, 440.0)) -> np.ndarray:
 
 def test_geometry(codecs):
     image, speech, music = codecs["image"], codecs["speech"], codecs["music"]
-    assert (image.name, image.tokens_per_item, image.codebook_size) == ("small-image", 32, 1024)
+    assert (image.name, image.tokens_per_item, image.codebook_size) == ("small-scene", 38, 1024)
     assert (speech.name, speech.n_q, speech.codebook_size, speech.frame_rate) == ("small-speech", 8, 1024, 50.0)
     assert (music.name, music.num_codebooks, music.codebook_size, music.frame_rate) == ("small-music", 4, 2048, 50.0)
 
 
-def test_image_reconstructs_a_scene(codecs):
+def test_image_codes_are_the_scene_and_draw_it_back(codecs):
+    from anygpt.codecs.small.train_scene import scene_codes
+
     codec = codecs["image"]
     img = scene()
     codes = codec.encode(img)
-    assert codes.shape == (1, 32)
+    assert codes.shape == (1, 38)
+    truth = {"background": {"colour": "light blue", "pattern": "plain"},
+             "objects": [{"shape": "circle", "colour": "red", "size": "large", "position": "centre", "pattern": "solid"}]}
+    assert codes[0].tolist() == scene_codes(truth, codec).tolist()  # every code is one attribute, read right
     out = np.asarray(codec.decode(codes), dtype=np.float32)
     x = np.asarray(img.convert("RGB"), dtype=np.float32)
     psnr = 10 * np.log10(255.0**2 / np.mean((out - x) ** 2))
-    flat = 10 * np.log10(255.0**2 / np.mean((x.mean((0, 1)) - x) ** 2))  # the best single colour
-    assert psnr > flat + 6, (psnr, flat)
-    assert codes[0, :8].tolist() == PINNED["image"]
+    assert psnr > 28, psnr  # the renderer draws the world's scene almost exactly
+
+
+def test_image_codes_round_trip_on_random_scenes(codecs):
+    """encode(decode(codes)) ~ codes on scenes of the world's grammar, held-out colour-shape pairs
+    included (the renderer draws them from separate colour and shape codes), and the image judge
+    reads the drawings as the scenes they say."""
+    import random
+
+    from anygpt.codecs.small.train_scene import scene_codes
+    from anygpt.data.world.scenes import sample_scene, scene_tables
+    from anygpt.eval.judges.image import ImageJudge, attribute_accuracy
+
+    codec = codecs["image"]
+    held_out = {tuple(p) for p in scene_tables()["held_out_colour_shape"]}
+    rng = random.Random(7)
+    scenes = [sample_scene(rng, held_out, novel=i % 2 == 1) for i in range(24)]
+    codes = torch.stack([scene_codes(s, codec) for s in scenes])
+    drawn = [codec.decode(c[None]) for c in codes]
+    again = torch.cat([codec.encode(im) for im in drawn])
+    agree = (again == codes).float().mean()  # a misread code is mostly a shape; see README
+    assert agree >= 0.97, agree
+    assert attribute_accuracy(ImageJudge.load().attributes(drawn), scenes)["mean"] >= 0.95
 
 
 def _utterance():
@@ -123,5 +148,21 @@ def test_music_round_trip(codecs):
 
 
 # Pinned on the shipped weights (torch 2.13 CPU, one thread) and the fixed inputs above.
-PINNED = {"image": [345, 669, 722, 348, 348, 726, 722, 496], "speech": [264, 102, 99, 78, 88, 49, 64, 48],
+PINNED = {"speech": [264, 102, 99, 78, 88, 49, 64, 48],
           "music": [352, 869, 1651, 62]}
+
+
+def test_codecs_shipped_after_the_llm_are_the_ones_a_new_bundle_starts_from(tmp_path):
+    """`anygpt codecs ship` rewrites codecs/codecs.json before the LLM is retrained; init-tiny must
+    start from those codecs, not the ones the old manifest names."""
+    import json
+
+    from anygpt.bundles import packaged_bundles
+
+    folder = tmp_path / "tiny"
+    shutil.copytree(packaged_bundles()["tiny"], folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["codecs"]["image"] = {"name": "small-image", "config": {}, "weights": "codecs/image.safetensors"}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert load_codec_slots(folder)["image"].name == "small-image"  # a bundle is what its manifest says
+    assert load_codec_slots(folder, shipped=True)["image"].name == "small-scene"

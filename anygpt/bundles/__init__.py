@@ -172,14 +172,15 @@ def packaged_bundles() -> dict[str, Path]:
     return {p.name: p for p in sorted(here.iterdir()) if (p / MANIFEST).is_file() or (p / CODECS_ONLY).is_file()}
 
 
-def load_codec_slots(name_or_path: str | Path, *, device: str = "cpu") -> dict[str, CodecSlot]:
+def load_codec_slots(name_or_path: str | Path, *, device: str = "cpu", shipped: bool = False) -> dict[str, CodecSlot]:
     """A bundle's codecs without its LLM: {modality: CodecSlot} (built on first use). Takes a built-in
-    or packaged name or a directory with manifest.json (or, before its LLM exists, codecs/codecs.json)."""
+    or packaged name or a directory with manifest.json (or, before its LLM exists, codecs/codecs.json).
+    `shipped`: read codecs/codecs.json even beside a manifest (codecs shipped after its LLM was)."""
     name = str(name_or_path)
     if name in _builtins():
         return _builtins()[name]().codecs
     path = packaged_bundles().get(name, Path(name_or_path))
-    if (path / MANIFEST).is_file():
+    if (path / MANIFEST).is_file() and not (shipped and (path / CODECS_ONLY).is_file()):
         entries = read_manifest(path).get("codecs", {})
     elif (path / CODECS_ONLY).is_file():
         entries = json.loads((path / CODECS_ONLY).read_text(encoding="utf-8"))

@@ -69,7 +69,7 @@ def init_bundle(world: str | Path, out: str | Path, *, seed: int = 0, codecs_dir
     from anygpt.prompts import load_format
 
     tokenizer = build_text_tokenizer(TEXT_VOCAB, world_text(world) + _corpus())
-    codecs = load_codec_slots(codecs_dir)
+    codecs = load_codec_slots(codecs_dir, shipped=True)  # codecs.json: `anygpt codecs ship` may be newer than the LLM
     layout_config = tiny_layout_config(codecs["image"].get().tokens_per_item)
     with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
         model, layout = random_llama(tokenizer, layout_config, seed=seed, **LLM)

@@ -17,7 +17,7 @@ Scoring each kind with the existing judges, as tasks.py scores the world's test 
     from anygpt.eval.judges import speech
 
     # caption: the model's caption of item["image"], parsed back to attributes
-    caption_accuracy(captions, [it["attributes"] for it in sets["caption"]])   # tasks._caption_attr_acc
+    caption_accuracy(captions, [it["attributes"] for it in sets["caption"]])   # tasks.caption_attr_acc
     # t2i: the picture the model draws for item["prompt"], read by the image judge
     predicted = ImageJudge.load().attributes(images)                          # EMPTY_SCENE if malformed
     attribute_accuracy(predicted, [it["attributes"] for it in sets["t2i"]])["mean"]
