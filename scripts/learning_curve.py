@@ -5,10 +5,10 @@
         [--tasks caption t2i asr] [--limit 40] [--tokens-before 7400000]
 
 Each --point is a checkpoint folder of `anygpt train` (its model.safetensors and trainer_state.json)
-or a bundle folder; its weights are loaded into --bundle's model (same shape: tokenizer, layout and
-codecs come from --bundle). The x axis is the tokens the point was trained on: trainer_state.json's
+or a bundle folder (with the metrics of each stage that made it, *metrics.jsonl); its weights are
+loaded into --bundle's model (same shape: tokenizer, layout and codecs come from --bundle). The x axis is the tokens the point was trained on: trainer_state.json's
 tokens_seen plus --tokens-before (the earlier stage's tokens), or for a bundle the last tokens count
-in the metrics.jsonl beside it. Writes
+in the metrics.jsonl files in it or beside it. Writes
 curve.json (every figure per point) and curve.png (the main figure of each task against tokens).
 """
 
@@ -29,9 +29,14 @@ def point_weights(point: Path) -> tuple[dict, int | None]:
     state_file = point / "trainer_state.json"
     if state_file.is_file():
         return load_file(str(point / "model.safetensors")), json.loads(state_file.read_text())["tokens_seen"]
-    metrics = point.parent / "metrics.jsonl"  # an exported bundle beside its run's metrics
-    seen = [json.loads(line).get("tokens") for line in metrics.read_text().splitlines()] if metrics.is_file() else []
-    tokens = max((t for t in seen if t is not None), default=None)
+    # a bundle holding the metrics of every stage that made it (*metrics.jsonl: the tokens of each add
+    # up), or an exported bundle beside its run's metrics
+    stages = sorted(point.glob("*metrics.jsonl")) or [point.parent / "metrics.jsonl"]
+    counts = []
+    for metrics in stages:
+        seen = [json.loads(line).get("tokens") for line in metrics.read_text().splitlines()] if metrics.is_file() else []
+        counts.append(max((t for t in seen if t is not None), default=None))
+    tokens = None if None in counts else sum(counts)
     return load_file(str(point / "llm" / "model.safetensors")), tokens
 
 

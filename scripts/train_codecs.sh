@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Rebuild the tiny bundle's codecs from nothing: the worlds they learn from, the four trainings, the
 # copy into anygpt/bundles/tiny/codecs/, and their evaluation. Every step resumes where it stopped
-# (rerun the same command after an interruption). Usage: bash scripts/train_codecs.sh [RUNS_DIR]
+# (rerun the same command after an interruption). Usage: bash scripts/train_codecs.sh [RUNS_DIR] [SPEECH_WORLD]
+# (SPEECH_WORLD: the n=10000 seed-1 images+speech world, built there if missing; train_tiny.sh passes its own)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/codecs}
+SPEECH_WORLD=${2:-$RUNS/world-big}
 [ -x .venv/bin/anygpt ] || bash scripts/setup.sh
 source .venv/bin/activate
 mkdir -p "$RUNS"
@@ -14,7 +16,7 @@ world() {  # world OUT N SEED KINDS...: built once (a finished world has its man
   [ -f "$out/manifest.json" ] || { rm -rf "$out"; anygpt data world --out "$out" --n "$n" --seed "$seed" --kinds "$@"; }
 }
 world "$RUNS/world-scenes" 10000 1 images     # 8000 training pictures, a seed the evaluation world does not use
-world "$RUNS/world-1500" 1500 0 images speech # 1200 training utterances (its images are not used now)
+world "$SPEECH_WORLD" 10000 1 images speech    # speech: its first 3000 training utterances
 world "$RUNS/world-400" 400 0 music           # 322 training clips (the evaluation world's music)
 
 # The image and audio trainings use one thread each; on 2 cores run two at a time. A background
@@ -23,16 +25,16 @@ world "$RUNS/world-400" 400 0 music           # 322 training clips (the evaluati
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 anygpt codecs train scene --world "$RUNS/world-scenes" --out "$RUNS/scene" --steps 2400 --no-progress &
 image=$!
-anygpt codecs train speech --world "$RUNS/world-1500" --out "$RUNS/speech" --no-progress
+# speech: layer 1 is the phone class of each frame (flite's alignments), layers 2-8 (128 codes each)
+# the rest; then the voice renderer that writes layers 2-8 from layer 1 and a voice
+anygpt codecs train speech --world "$SPEECH_WORLD" --out "$RUNS/phones" --steps 1000 --max-items 3000 --vq-warmup 0 \
+  --threads 2 --set units=phones --set acoustic_codebook_size=128 --no-progress
 wait "$image"
 anygpt codecs train music --world "$RUNS/world-400" --out "$RUNS/music" --no-progress &
 music=$!
-# the acoustic layers again, at 128 codes each, with layer 1 frozen (its codes stay those of the run above)
-anygpt codecs train speech --world "$RUNS/world-1500" --out "$RUNS/speech-acoustic" --init-from "$RUNS/speech/export" \
-  --set acoustic_codebook_size=128 --vq-warmup 0 --steps 1500 --no-progress
-anygpt codecs train soundstorm --codec "$RUNS/speech-acoustic/export" --world "$RUNS/world-1500" --out "$RUNS/soundstorm" \
-  --steps 9000 --no-progress
+anygpt codecs train voice --codec "$RUNS/phones/export" --world "$SPEECH_WORLD" --out "$RUNS/voice" --max-items 3000 \
+  --no-progress
 wait "$music"
-anygpt codecs ship --image "$RUNS/scene/export" --speech "$RUNS/soundstorm/export" --music "$RUNS/music/export" \
+anygpt codecs ship --image "$RUNS/scene/export" --speech "$RUNS/voice/export" --music "$RUNS/music/export" \
   --out anygpt/bundles/tiny
 anygpt eval codecs --bundle tiny --json | tee "$RUNS/eval_codecs.json"

@@ -17,15 +17,16 @@ W="$RUNS/world-800"
 WB="$RUNS/world-big"
 worlds() {
   [ -f "$W/manifest.json" ] || { rm -rf "$W"; anygpt data world --out "$W" --n 800 --seed 0 --no-progress; }
-  [ -f "$WB/manifest.json" ] || { rm -rf "$WB"; anygpt data world --out "$WB" --n 10000 --seed 1 --kinds images speech --no-progress; }
   anygpt data from-world --world "$W" --out "$RUNS/records" --max-music-seconds 4 --kinds music conversations
   anygpt data from-world --world "$WB" --out "$RUNS/records-big"
 }
 trap 'for p in $(jobs -p); do pkill -P "$p"; kill "$p"; done 2>/dev/null || true' EXIT  # on a failure
+# the larger world first: the speech codec learns from it too
+[ -f "$WB/manifest.json" ] || { rm -rf "$WB"; anygpt data world --out "$WB" --n 10000 --seed 1 --kinds images speech --no-progress; }
 echo "building the worlds and their records in the background: $RUNS/worlds.log"
 (renice -n 10 "$BASHPID" >/dev/null; worlds) > "$RUNS/worlds.log" 2>&1 &
 worlds=$!
-bash scripts/train_codecs.sh "$RUNS/codecs"  # finished trainings are skipped on a rerun
+bash scripts/train_codecs.sh "$RUNS/codecs" "$WB"  # finished trainings are skipped on a rerun
 wait "$worlds" || { tail -20 "$RUNS/worlds.log"; echo "building the worlds failed: $RUNS/worlds.log"; exit 1; }
 [ -f "$RUNS/init/manifest.json" ] || { rm -rf "$RUNS/init"; anygpt bundle init-tiny --world "$W" --out "$RUNS/init"; }
 tokenize() {  # records dir, file stem; two worker processes (the codes do not depend on how many)

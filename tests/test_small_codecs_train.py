@@ -19,6 +19,8 @@ TINY = {
     "speech": {"n_fft": 256, "width": 16, "depth": 1, "codebook_size": 32, "code_dim": 8,
                "soundstorm": {"dim": 16, "depth": 1, "heads": 2, "head_dim": 8, "conv_kernel": 3}},
     "music": {"n_fft": 512, "width": 16, "depth": 1, "codebook_size": 32, "code_dim": 8},
+    "phones": {"n_fft": 256, "width": 16, "depth": 1, "codebook_size": 64, "code_dim": 8, "units": "phones",
+               "acoustic_codebook_size": 16, "renderer": {"width": 16, "depth": 1, "speaker_dim": 8, "speaker_depth": 1}},
 }
 
 
@@ -49,6 +51,10 @@ def run(kind: str, out: Path, steps: int, stop_after=None, resume=True, batch=2,
     if kind == "music":
         return train.train_music(None, cfg, stop_after=stop_after, progress=False, resume=resume,
                                  items=tones(3, 0.5, 32000))
+    if kind == "voice":
+        codec = SmallSpeechCodec(**TINY["phones"])
+        return train.train_voice(None, cfg, stop_after=stop_after, progress=False, resume=resume,
+                                 data=train.voice_data(codec, tones(4, 0.5, 16000)), codec=codec)
     codec = SmallSpeechCodec(**TINY["speech"])
     gen = torch.Generator().manual_seed(0)
     codes = [torch.randint(32, (30, 8), generator=gen) for _ in range(5)]
@@ -56,7 +62,7 @@ def run(kind: str, out: Path, steps: int, stop_after=None, resume=True, batch=2,
                                   codes=codes, codec=codec)
 
 
-@pytest.mark.parametrize("kind", ["image", "speech", "music", "soundstorm"])
+@pytest.mark.parametrize("kind", ["image", "speech", "music", "soundstorm", "voice"])
 def test_resumed_run_matches_an_uninterrupted_one(kind, tmp_path):
     whole = [r["loss"] for r in run(kind, tmp_path / "a", 5)]
     first = run(kind, tmp_path / "b", 5, stop_after=3)  # "interrupted" after 3 steps (checkpoint at 3)
@@ -102,6 +108,41 @@ def test_soundstorm_masks_as_generate_sees_them():
                 first = int(after.nonzero()[0])
                 assert after[first:].all() and (acoustic[b, first:, q + 1:] == 32).all()
                 assert not masked[b, :first].any()
+
+
+def test_voice_batches_take_the_voice_from_another_utterance_of_the_speaker():
+    codec = SmallSpeechCodec(**TINY["phones"])
+    items = tones(6, 0.5, 16000)
+    for i, item in enumerate(items):
+        item["speaker"] = "ab"[i % 2]
+    data = train.voice_data(codec, items)
+    by_speaker = {"a": [0, 2, 4], "b": [1, 3, 5]}
+
+    def source(crop: torch.Tensor, key: str) -> int:  # the utterance a crop (..., N) was cut from
+        n = crop.shape[-1]
+        return next(i for i, d in enumerate(data) for s in range(d[key].shape[-1] - n + 1)
+                    if torch.equal(d[key][..., s : s + n].float(), crop.float()))
+
+    for s in range(10):
+        phones, latent, feats, voices, lengths = train.voice_batch(data, by_speaker, tc.step_rng(0, s), 4, 20, 30,
+                                                                   no_voice=0.0)
+        assert phones.shape == (4, 20) and latent.shape == (4, 20, 8) and feats.shape[::2] == (4, 20)
+        assert voices.shape[::2] == (4, 30) and (lengths == 25).all()  # 0.5 s at 50 Hz, zero-padded
+        assert (voices[..., 25:] == 0).all()
+        for b in range(4):
+            row, voice = source(feats[b].half(), "feats"), source(voices[b, :, :25].half(), "feats")
+            assert voice != row and voice % 2 == row % 2
+
+
+def test_phone_units_fill_every_layer_from_the_renderer():
+    codec = SmallSpeechCodec(**TINY["phones"])
+    wav = tones(1, 0.5, 16000)[0]["wav"]
+    codes = codec.encode_rvq(wav)
+    assert codes.shape == (8, 25) and int(codes[0].max()) < 45  # layer 1: phone classes
+    full = codec.fill(torch.cat([codes[:1, :10], torch.tensor([[63, 50]])], 1), voice=(wav, 16000))
+    assert full.shape == (8, 12) and int(full[1:].max()) < 16
+    assert torch.equal(full[0, -2:], torch.tensor([63, 50]))  # ids past the phones are kept, read as pauses
+    assert len(codec.decode(codes[:1])) == 25 * 320
 
 
 def test_image_loss_falls(tmp_path):

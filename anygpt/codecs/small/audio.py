@@ -5,12 +5,17 @@
       RVQ       n_q EMA codebooks of codebook_size                                        codes (B, n_q, T)
       decoder   the same conv stack back to the log-magnitudes; Griffin-Lim (with momentum) -> (B, T * hop)
 
-    speech  16 kHz, hop 320 (50 Hz), STFT 512 / 160, 8 layers x 1024. Layer 1 is chosen by a content
+    speech  16 kHz, hop 320 (50 Hz), STFT 512 / 160, 8 layers x 1024. Layer 1 comes from a content
             encoder of its own, trained only to tell the phone of each frame (flite's alignments of the
-            world's sentences, as SpeechTokenizer distils HuBERT into its first layer); its codes carry
-            the words, not the voice. Each layer-1 code also has an acoustic vector (`layer1`), and layers
-            2..8 quantize what that vector misses of the acoustic latent: voice, pitch, loudness.
-            decode(layer 1, voice) -> the small SoundStorm fills layers 2..8 -> decoder.
+            world's sentences, as SpeechTokenizer distils HuBERT into its first layer); it carries the
+            words, not the voice. units="phones" (the shipped codec): the code is the phone class itself
+            (its log-probabilities averaged over 3 frames), so a code holds across a phone (mean run 4.6
+            frames, 40 codes used, on the evaluation world's test speech); units="vq": the nearest entry
+            of a 1024-code book over the content latent (a code changed every 1.3 frames). Each layer-1
+            code also has an acoustic vector (`layer1`), and layers 2..8 quantize what that vector misses
+            of the acoustic latent: voice, pitch, loudness.
+            decode(layer 1, voice) -> layers 2..8 from the voice renderer (voice.py; "phones") or the
+            small SoundStorm ("vq") -> decoder.
     music   32 kHz, hop 640 (50 Hz), STFT 1024 / 320, 4 layers x 2048, every layer to the LLM.
 
 The decoder predicts magnitudes only; Griffin-Lim finds a phase (phase is what a waveform decoder spends
@@ -32,11 +37,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from anygpt.codecs.base import check_codes, register_codec
+from anygpt.codecs.small.convstack import conv_stack
 from anygpt.codecs.small.rvq import ResidualVQ, VectorQuantizer
+from anygpt.codecs.small.voice import VoiceRenderer, VoiceRendererConfig
 from anygpt.codecs.soundstorm import MaskGITSchedule, SoundStorm, SoundStormConfig
 from anygpt.errors import BundleError
 from anygpt.media import to_waveform
 
+UNITS = ("vq", "phones")
 AUDIO_PEAK = 0.99  # decoded audio is clipped to this peak
 # flite's US English phones (the world's speech); index 0, the pause, also stands for anything unknown
 PHONES = ("pau", "aa", "ae", "ah", "ao", "aw", "ax", "axr", "ay", "b", "ch", "d", "dh", "eh", "el", "em", "en",
@@ -61,6 +69,7 @@ class AudioCodecConfig:
     gl_iters: int = 32  # Griffin-Lim iterations when decoding
     seed: int = 0
     acoustic_codebook_size: int = 0  # speech: entries of the codebooks of layers 2..n_q (0: codebook_size)
+    units: str = "vq"  # speech layer 1: "vq" (a codebook over the content latent) or "phones" (the phone class)
 
     @property
     def bins(self) -> int:
@@ -71,21 +80,11 @@ class AudioCodecConfig:
         return self.sample_rate / self.hop
 
 
-class _Block(nn.Module):
-    def __init__(self, ch: int, dilation: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.GELU(), nn.Conv1d(ch, ch, 3, dilation=dilation, padding=dilation),
-                                 nn.GELU(), nn.Conv1d(ch, ch, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.net(x)
-
-
-def _stack(dim_in: int, width: int, dim_out: int, depth: int) -> nn.Sequential:
-    """(B, dim_in, T) -> (B, dim_out, T): conv 3, `depth` residual blocks (dilations 1, 2, 4, 1, ...), 1x1."""
-    return nn.Sequential(nn.Conv1d(dim_in, width, 3, padding=1),
-                         *[_Block(width, 2 ** (i % 3)) for i in range(depth)],
-                         nn.GELU(), nn.Conv1d(width, dim_out, 1))
+def smoothed_choice(logits: torch.Tensor) -> torch.Tensor:
+    """Phone logits (B, classes, T) -> the class of each frame (B, T), log-probabilities averaged over
+    3 frames so that one-frame flickers inside a phone do not split it."""
+    logp = logits.log_softmax(1)
+    return F.avg_pool1d(logp, 3, 1, 1, count_include_pad=False).argmax(1)
 
 
 def griffin_lim(mag: torch.Tensor, n_fft: int, hop: int, length: int, iters: int, momentum: float = 0.99,
@@ -117,14 +116,18 @@ class SpectralRVQ(nn.Module):
         # per-bin statistics of the training audio's log-magnitudes (set once before training)
         self.register_buffer("feat_mean", torch.zeros(c.bins))
         self.register_buffer("feat_std", torch.ones(c.bins))
-        self.encoder = _stack(dim_in, c.width, c.code_dim, c.depth)
-        self.decoder = _stack(c.code_dim, c.width, dim_in, c.depth)
+        self.encoder = conv_stack(dim_in, c.width, c.code_dim, c.depth)
+        self.decoder = conv_stack(c.code_dim, c.width, dim_in, c.depth)
         self.content = None
         n_rvq = c.n_q
+        self.content_vq = None
+        if c.units not in UNITS:
+            raise BundleError(f"audio codec: units {c.units!r} is not one of {', '.join(UNITS)}")
         if c.content_classes:
             n_rvq = c.n_q - 1
-            self.content = _stack(dim_in, c.width, c.code_dim, c.depth)
-            self.content_vq = VectorQuantizer(c.codebook_size, c.code_dim, c.decay, normalize=True)
+            self.content = conv_stack(dim_in, c.width, c.code_dim, c.depth)
+            if c.units == "vq":
+                self.content_vq = VectorQuantizer(c.codebook_size, c.code_dim, c.decay, normalize=True)
             self.content_head = nn.Sequential(nn.Conv1d(c.code_dim, c.width, 3, padding=1), nn.GELU(),
                                               nn.Conv1d(c.width, c.content_classes, 1))
             self.layer1 = nn.Embedding(c.codebook_size, c.code_dim)  # acoustic vector of each layer-1 code
@@ -162,16 +165,38 @@ class SpectralRVQ(nn.Module):
         flat = z.reshape(B * T, D).float()
         if self.content is None:
             return self.rvq.encode(flat).view(-1, B, T).transpose(0, 1)
-        first = self.content_vq.codes(self._latent(self.content, feats).reshape(B * T, D))  # (B*T,)
+        first = self.layer_one(feats).reshape(B * T)
         rest = self.rvq.encode(flat - self.layer1(first))
         return torch.cat([first[None], rest]).view(-1, B, T).transpose(0, 1)
+
+    def layer_one(self, feats: torch.Tensor) -> torch.Tensor:
+        """Features (B, dims, T) -> layer-1 codes (B, T): the nearest codebook entry of the content latent
+        ("vq"), or the phone class, its log-probabilities averaged over 3 frames so that a code holds
+        across a phone ("phones")."""
+        content = self._latent(self.content, feats)  # (B, T, D)
+        if self.content_vq is not None:
+            B, T, D = content.shape
+            return self.content_vq.codes(content.reshape(B * T, D)).view(B, T)
+        return smoothed_choice(self.content_head(content.transpose(1, 2)))
+
+    def phone_logits(self, first: torch.Tensor) -> torch.Tensor:
+        """Layer-1 codes (B, T) -> the content head's phone logits (B, classes, T) from layer 1 alone."""
+        if self.content_vq is None:
+            return F.one_hot(self.valid_phones(first), self.c.content_classes).float().transpose(1, 2)
+        return self.content_head(self.content_vq.lookup(first).transpose(1, 2))
+
+    def valid_phones(self, first: torch.Tensor) -> torch.Tensor:
+        """Phone units: ids past the phone classes (an LLM may write any id of the codebook) -> 0, the pause."""
+        if self.content_vq is not None:
+            return first
+        return first.masked_fill(first >= self.c.content_classes, 0)
 
     def vectors(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, n_q', T), n_q' <= n_q layers -> summed vectors (B, T, code_dim)."""
         layers = codes.transpose(0, 1)
         if self.content is None:
             return self.rvq.decode(layers)
-        out = self.layer1(layers[0])
+        out = self.layer1(self.valid_phones(layers[0]))
         return out + self.rvq.decode(layers[1:]) if len(layers) > 1 else out
 
     def predict(self, vectors: torch.Tensor) -> torch.Tensor:
@@ -205,11 +230,15 @@ class SpectralRVQ(nn.Module):
         logits = None
         if self.content is not None:
             content = self._latent(self.content, feats).reshape(B * T, D)
-            if quantize:
+            if self.content_vq is None:  # phone units: the head reads the latent; layer 1 is its choice
+                logits = self.content_head(content.view(B, T, D).transpose(1, 2))
+                q1, first, commit1 = None, smoothed_choice(logits.detach()).reshape(B * T), content.new_zeros(())
+            elif quantize:
                 q1, first, commit1 = self.content_vq(content, generator)
             else:
                 q1, first, commit1 = F.normalize(content, dim=-1), codes[0], content.new_zeros(())
-            logits = self.content_head(q1.view(B, T, D).transpose(1, 2))
+            if q1 is not None:
+                logits = self.content_head(q1.view(B, T, D).transpose(1, 2))
             # the acoustic vector of a layer-1 code learns the mean latent of its frames
             base = self.layer1(first)
             commit = commit + commit1 + F.mse_loss(base, flat.detach())
@@ -349,25 +378,34 @@ class SmallSpeechCodec(_AudioCodecBase):
                  width: int = 256, depth: int = 4, code_dim: int = 64, n_q: int = 8, codebook_size: int = 1024,
                  decay: float = 0.99, gl_iters: int = 32, soundstorm: dict | None = None,
                  voice_max_seconds: float | None = 3.0, steps: int = 8, temperature: float = 1.0, seed: int = 0,
-                 acoustic_codebook_size: int = 0):
+                 acoustic_codebook_size: int = 0, units: str = "vq", renderer: dict | None = None):
         super().__init__()
         cfg = AudioCodecConfig(sample_rate, hop, n_fft, subframes, width, depth, code_dim, n_q, codebook_size,
-                               len(PHONES), decay, gl_iters, seed, acoustic_codebook_size)
+                               len(PHONES), decay, gl_iters, seed, acoustic_codebook_size, units)
         self.modality = "speech"
         self.num_codebooks = 1
         self.voice_max_seconds = voice_max_seconds
         self.schedule = MaskGITSchedule(steps=steps, temperature=temperature)
-        ss = small_soundstorm_config(codebook_size, n_q, acoustic_codebook_size, **(soundstorm or {}))
-        self._extra = {"soundstorm": soundstorm or {}, "voice_max_seconds": voice_max_seconds,
-                           "steps": steps, "temperature": temperature}
+        self._extra = {"voice_max_seconds": voice_max_seconds}
         with torch.random.fork_rng(devices=[]):  # fresh weights from `seed`, global RNG untouched
             torch.manual_seed(seed)
             self._build(cfg)
-            self.soundstorm = SoundStorm(ss)
+            self.soundstorm = self.renderer = None
+            if units == "phones":  # layers 2..n_q from the voice renderer
+                self._extra["renderer"] = dict(renderer or {})
+                self.renderer = VoiceRenderer(len(PHONES), cfg.bins * cfg.subframes, code_dim,
+                                              VoiceRendererConfig(**(renderer or {})))
+            else:  # layers 2..n_q from SoundStorm
+                self._extra.update(soundstorm=dict(soundstorm or {}), steps=steps, temperature=temperature)
+                ss = small_soundstorm_config(codebook_size, n_q, acoustic_codebook_size, **(soundstorm or {}))
+                self.soundstorm = SoundStorm(ss)
         self.eval()
 
     def config(self) -> dict:
-        return {**self._config(), **self._extra, "soundstorm": dict(self._extra["soundstorm"])}
+        d = {**self._config(), **self._extra}
+        if self.renderer is None:
+            d.pop("units")  # the SoundStorm codec's config reads as it always did
+        return d
 
     @torch.no_grad()
     def encode(self, media: Any) -> torch.Tensor:
@@ -384,23 +422,36 @@ class SmallSpeechCodec(_AudioCodecBase):
     def fill(self, codes: torch.Tensor, *, voice: Any = None, seed: int | None = None) -> torch.Tensor:
         """Layer-1 codes (1, T) -> every layer (n_q, T), layers 2..n_q from SoundStorm; row 0 is `codes`."""
         semantic = check_codes(codes, self.name, 1, self.codebook_size)
+        if self.renderer is not None:
+            return self._render(semantic, voice)
         prompt = None if voice is None else self.voice_prompt(voice).T[None]  # (1, P, n_q)
         generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
         full = self.soundstorm.generate(semantic, prompt, schedule=self.schedule, generator=generator)
         return full[0].T  # (n_q, T)
 
+    def _render(self, semantic: torch.Tensor, voice: Any) -> torch.Tensor:
+        """Phone units (1, T) -> every layer (n_q, T): the voice renderer's latent, less layer 1's vector,
+        quantized into layers 2..n_q."""
+        phones = self.net.valid_phones(semantic)
+        feats = None
+        if voice is not None:
+            wav = to_waveform(voice, self.sample_rate, source="voice prompt", max_seconds=self.voice_max_seconds)
+            feats = self.net.features(_prepare(wav, self.hop))
+        z = self.renderer(phones, self.renderer.speaker_vector(feats))[0]  # (T, D)
+        rest = self.net.rvq.encode(z - self.net.layer1(phones[0]))  # (n_q - 1, T)
+        return torch.cat([semantic, rest])
+
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, *, voice: Any = None, seed: int | None = None) -> np.ndarray:
         """Layer-1 codes (1, T) -> float32 waveform (T * 320,) at 16 kHz, in the voice of `voice`
-        (SoundStorm keeps its codes unmasked in front), or a random one; `seed` (None: 0) fixes sampling."""
+        (SoundStorm keeps its codes unmasked in front; the renderer takes its speaker vector), or a
+        random (average) one; `seed` (None: 0) fixes sampling."""
         return self.decode_rvq(self.fill(codes, voice=voice, seed=seed), seed=0 if seed is None else int(seed))
 
     @torch.no_grad()
     def phones(self, media: Any) -> str:
         """The phones the content head reads from layer 1 alone: how much of the words layer 1 carries."""
-        codes = self.encode(media)  # (1, T)
-        q1 = self.net.content_vq.lookup(codes)  # (1, T, code_dim)
-        return phone_string(self.net.content_head(q1.transpose(1, 2))[0].T)
+        return phone_string(self.net.phone_logits(self.encode(media))[0].T)
 
 
 @register_codec("small-music", "music")
@@ -426,6 +477,7 @@ class SmallMusicCodec(_AudioCodecBase):
         d = self._config()
         d["num_codebooks"] = d.pop("n_q")
         d.pop("acoustic_codebook_size")
+        d.pop("units")
         return d
 
     @torch.no_grad()

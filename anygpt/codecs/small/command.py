@@ -4,10 +4,11 @@
                   [--save-every N] [--seed S] [--max-items N] [--vq-warmup N] [--no-resume] [--threads N]
                   [--export-dtype float16|float32] [--set KEY=VALUE]...   (KEY: a codec constructor argument)
     anygpt codecs train soundstorm --codec OUT_SPEECH/export --world DIR --out DIR [same flags]
+    anygpt codecs train voice --codec OUT_SPEECH/export --world DIR --out DIR [same flags]
     anygpt codecs eval image|speech|music --codec DIR --world DIR [--split validation] [--n 32] [--out DIR]
 
-A full run: train speech, then soundstorm from its export; OUT/export of the soundstorm run is the
-complete small-speech codec (network + trained SoundStorm).
+A full run: train speech, then soundstorm from its export (or, for phone units, `--set units=phones`,
+the voice renderer); OUT/export of that second run is the complete small-speech codec.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("codecs", help="train and evaluate the small image, speech and music codecs")
     sub = p.add_subparsers(dest="codecs_command", required=True)
     t = sub.add_parser("train", help="train one small codec on a world (checkpoints, resume, loss plot, export)")
-    t.add_argument("kind", choices=["image", "scene", "speech", "music", "soundstorm"])
+    t.add_argument("kind", choices=["image", "scene", "speech", "music", "soundstorm", "voice"])
     t.add_argument("--world", required=True, help="a world directory (anygpt data world)")
     t.add_argument("--out", required=True, help="run directory: checkpoint, metrics, loss.png, export/")
-    t.add_argument("--codec", help="soundstorm: the trained small-speech export directory")
+    t.add_argument("--codec", help="soundstorm, voice: the trained small-speech export directory")
     t.add_argument("--steps", type=int)
     t.add_argument("--batch", type=int)
     t.add_argument("--lr", type=float)
@@ -89,11 +90,11 @@ def _train(args) -> int:
     overrides = {k: getattr(args, k) for k in ("steps", "batch", "lr", "warmup", "save_every", "seed", "split",
                                                "max_items", "crop_seconds", "content_weight",
                                                "max_frames", "vq_warmup", "export_dtype", "init_from")}
-    if args.kind == "soundstorm":
+    if args.kind in ("soundstorm", "voice"):
         if not args.codec:
-            raise SystemExit("anygpt codecs train soundstorm: --codec OUT_SPEECH/export is required")
+            raise SystemExit(f"anygpt codecs train {args.kind}: --codec OUT_SPEECH/export is required")
         if args.set:
-            raise SystemExit("--set does not apply to soundstorm: its shape comes from the speech codec's config")
+            raise SystemExit(f"--set does not apply to {args.kind}: its shape comes from the speech codec's config")
         overrides["codec"] = args.codec
     else:
         overrides["codec"] = _sets(args.set)

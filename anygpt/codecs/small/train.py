@@ -4,6 +4,7 @@
     train_speech(world, TrainConfig)      world speech (+ flite's phone alignments for layer 1) -> small-speech
     train_music(world, TrainConfig)       world music, random crops -> small-music
     train_soundstorm(world, TrainConfig)  a trained small-speech (cfg.codec) -> its SoundStorm trained
+    train_voice(world, TrainConfig)       a trained phone-unit small-speech (cfg.codec) -> its voice renderer
     evaluate(kind, codec_dir, world)      reconstruction, code usage, layer-1 phone accuracy, SoundStorm accuracy
 
 Every recipe writes OUT/ as described in train_common and exports OUT/export/ (codec.json +
@@ -44,9 +45,11 @@ from anygpt.codecs.small.image import (
 )
 from anygpt.errors import AnyGPTError
 
-KINDS = ("image", "scene", "speech", "music", "soundstorm")
-CODEC_NAMES = {"image": "small-image", "scene": "small-scene", "speech": "small-speech", "music": "small-music", "soundstorm": "small-speech"}
-WORLD_KIND = {"image": "images", "scene": "images", "speech": "speech", "music": "music", "soundstorm": "speech"}
+KINDS = ("image", "scene", "speech", "music", "soundstorm", "voice")
+CODEC_NAMES = {"image": "small-image", "scene": "small-scene", "speech": "small-speech", "music": "small-music",
+               "soundstorm": "small-speech", "voice": "small-speech"}
+WORLD_KIND = {"image": "images", "scene": "images", "speech": "speech", "music": "music", "soundstorm": "speech",
+              "voice": "speech"}
 
 
 @dataclass
@@ -67,7 +70,7 @@ class TrainConfig:
     crop_seconds: float = 2.0  # speech, music: training crop (shorter clips are padded)
     content_weight: float = 1.0  # speech: phone cross-entropy of the layer-1 content head
     commit_weight: float = 0.25
-    max_frames: int = 250  # soundstorm: longest training sequence (5 s)
+    max_frames: int = 250  # soundstorm, voice: longest training sequence (5 s)
     vq_warmup: int = 0  # speech, music: steps that skip quantization before the codebooks are seeded
     export_dtype: str = "float16"
     init_from: str = ""  # speech: a trained export whose layer 1 (content encoder, codebook, head) is kept frozen
@@ -83,6 +86,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {  # per kind: steps, batch, lr (what a fu
     "speech": {"steps": 2000, "batch": 16, "lr": 1e-3, "crop_seconds": 2.0, "vq_warmup": 200},
     "music": {"steps": 2000, "batch": 16, "lr": 1e-3, "crop_seconds": 2.0, "vq_warmup": 200},
     "soundstorm": {"steps": 3000, "batch": 8, "lr": 1e-3, "max_frames": 150},
+    "voice": {"steps": 2000, "batch": 12, "lr": 1e-3, "max_frames": 100},
 }
 
 
@@ -245,7 +249,8 @@ def _freeze_layer_one(net, export: str | Path) -> None:
                if k.startswith("net.") and k[len("net."):] in own and own[k[len("net."):]].shape == v.shape}
     net.load_state_dict(fitting, strict=False)
     for module in (net.content, net.content_vq, net.content_head):
-        module.requires_grad_(False)
+        if module is not None:
+            module.requires_grad_(False)
 
 
 def _audio_recipe(codec, cfg: TrainConfig, data: list[dict], stop_after, progress, resume, title: str) -> list[dict]:
@@ -261,7 +266,7 @@ def _audio_recipe(codec, cfg: TrainConfig, data: list[dict], stop_after, progres
     spec = _spec(cfg, stop_after, progress, resume)
 
     def step(s: int, lr: float) -> dict[str, float]:
-        if frozen:  # no EMA updates or restarts of the layer-1 codebook
+        if frozen and net.content_vq is not None:  # no EMA updates or restarts of the layer-1 codebook
             net.content_vq.eval()
         x, real, labels = crop_batch(data, tc.step_rng(cfg.seed, s), cfg.batch, frames, codec.hop)
         out = net(x, tc.step_generator(cfg.seed, s), quantize=s >= cfg.vq_warmup)
@@ -341,10 +346,7 @@ def soundstorm_batch(codes: list[torch.Tensor], rng: np.random.Generator, gen: t
 def train_soundstorm(world: str | Path, cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = True,
                      resume: bool = True, codes: list[torch.Tensor] | None = None,
                      codec: SmallSpeechCodec | None = None) -> list[dict]:
-    if codec is None:
-        if not isinstance(cfg.codec, str) or not cfg.codec:
-            raise AnyGPTError("train soundstorm: --codec must name a trained small-speech export directory")
-        codec = tc.load_codec_dir(cfg.codec)
+    codec = codec or _trained_speech(cfg, "soundstorm")
     if codes is None:
         cache = Path(cfg.out) / "codes.pt"
         if cache.is_file():
@@ -375,13 +377,101 @@ def train_soundstorm(world: str | Path, cfg: TrainConfig, *, stop_after: int | N
     return rows
 
 
+def _trained_speech(cfg: TrainConfig, kind: str) -> SmallSpeechCodec:
+    if not isinstance(cfg.codec, str) or not cfg.codec:
+        raise AnyGPTError(f"train {kind}: --codec must name a trained small-speech export directory")
+    return tc.load_codec_dir(cfg.codec)
+
+
+@torch.no_grad()
+def voice_data(codec: SmallSpeechCodec, items: list[dict]) -> list[dict]:
+    """Every utterance -> {"feats" (dims, T) float16, "phones" (T,) layer 1, "latent" (T, D), "speaker"}."""
+    net, out = codec.net, []
+    for item in items:
+        x = F.pad(torch.from_numpy(item["wav"]), (0, -len(item["wav"]) % codec.hop))[None]
+        feats = net.features(x)
+        out.append({"feats": feats[0].half(), "phones": net.layer_one(feats)[0],
+                    "latent": net._latent(net.encoder, feats)[0], "speaker": item["speaker"]})
+    return out
+
+
+def voice_batch(data: list[dict], by_speaker: dict[str, list[int]], rng: np.random.Generator, batch: int,
+                max_frames: int, prompt_frames: int, no_voice: float = 0.1):
+    """B crops of one length N (phones (B, N), latent (B, N, D), feats (B, dims, N)) and, for each, a
+    voice: up to `prompt_frames` of another utterance of its speaker (feats (B, dims, P), real frames
+    (B,); 0 frames: no voice, a share `no_voice` of the rows)."""
+    idx = rng.integers(len(data), size=batch)
+    N = min(max_frames, min(len(data[i]["phones"]) for i in idx))
+    phones, latent, feats, voices, lengths = [], [], [], [], []
+    for i in idx:
+        d = data[i]
+        start = int(rng.integers(len(d["phones"]) - N + 1))
+        phones.append(d["phones"][start : start + N])
+        latent.append(d["latent"][start : start + N])
+        feats.append(d["feats"][:, start : start + N].float())
+        same = [j for j in by_speaker[d["speaker"]] if j != i] or [int(i)]
+        v = data[same[int(rng.integers(len(same)))]]["feats"]
+        n = min(prompt_frames, v.shape[1])
+        s0 = int(rng.integers(v.shape[1] - n + 1))
+        voice = torch.zeros(v.shape[0], prompt_frames)
+        voice[:, :n] = v[:, s0 : s0 + n].float()
+        voices.append(voice)
+        lengths.append(0 if rng.random() < no_voice else n)
+    return (torch.stack(phones), torch.stack(latent), torch.stack(feats), torch.stack(voices),
+            torch.tensor(lengths))
+
+
+def train_voice(world: str | Path, cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = True,
+                resume: bool = True, data: list[dict] | None = None,
+                codec: SmallSpeechCodec | None = None) -> list[dict]:
+    """The voice renderer of a phone-unit small-speech, on its frozen encoder, layer 1 and decoder."""
+    codec = codec or _trained_speech(cfg, "voice")
+    if codec.renderer is None:
+        raise AnyGPTError("train voice: the codec's layer 1 must be phone units (--set units=phones)")
+    if data is None:
+        cache = Path(cfg.out) / "voice_data.pt"
+        if cache.is_file():
+            data = torch.load(cache, weights_only=True)
+        else:
+            items = load_audio_items(world, "speech", cfg.split, cfg.max_items, codec.sample_rate)
+            data = voice_data(codec, items)
+            Path(cfg.out).mkdir(parents=True, exist_ok=True)
+            tc._atomic_save(data, cache)
+    by_speaker: dict[str, list[int]] = {}
+    for i, d in enumerate(data):
+        by_speaker.setdefault(d["speaker"], []).append(i)
+    net, model = codec.net, codec.renderer
+    net.requires_grad_(False)
+    prompt_frames = int((codec.voice_max_seconds or 3.0) * codec.frame_rate)
+    params, opt = _optimizer(model, cfg, (0.9, 0.99))
+    spec = _spec(cfg, stop_after, progress, resume)
+
+    def step(s: int, lr: float) -> dict[str, float]:
+        phones, latent, feats, voices, lengths = voice_batch(data, by_speaker, tc.step_rng(cfg.seed, s), cfg.batch,
+                                                             cfg.max_frames, prompt_frames)
+        speaker = model.speaker_vector(voices, lengths)
+        speaker = torch.where((lengths > 0)[:, None], speaker, model.speaker_vector(None, batch=len(lengths)))
+        z = model(phones, speaker)
+        mse = F.mse_loss(z, latent)
+        spectral = spectral_loss(net.predict(z), feats)
+        loss = mse + spectral
+        tc.clip_and_step(loss, params, opt, spec.clip_grad)
+        return {"loss": loss.item(), "latent_mse": mse.item(), "spectral": spectral.item()}
+
+    rows = tc.train_loop(model, step, spec, optimizer=opt, config=_config_json(cfg, codec), title="small-voice")
+    if _finished(cfg):
+        _finish(codec, cfg, "small-speech")
+    return rows
+
+
 def train_scene(world: str | Path, cfg: TrainConfig, **kwargs) -> list[dict]:
     from anygpt.codecs.small.train_scene import train_scene as recipe
 
     return recipe(world, cfg, **kwargs)
 
 
-RECIPES = {"image": train_image, "scene": train_scene, "speech": train_speech, "music": train_music, "soundstorm": train_soundstorm}
+RECIPES = {"image": train_image, "scene": train_scene, "speech": train_speech, "music": train_music,
+           "soundstorm": train_soundstorm, "voice": train_voice}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,7 +512,7 @@ def evaluate(kind: str, codec_dir: str | Path, world: str | Path, *, split: str 
         items = load_audio_items(world, world_kind, split, n, codec.sample_rate)
         if kind == "speech":
             attach_phone_labels(items, codec.hop, codec.frame_rate)
-        snr, mel, phone_hits, phone_n, acc, mel_ss = [], [], 0, 0, [], []
+        snr, mel, phone_hits, phone_n, acc, mel_ss, runs = [], [], 0, 0, [], [], []
         used = [set() for _ in range(codec.n_q)]
         for i, item in enumerate(items):
             codes = codec.encode_rvq(item["wav"])
@@ -433,31 +523,35 @@ def evaluate(kind: str, codec_dir: str | Path, world: str | Path, *, split: str 
             mel.append(mel_distance(item["wav"], y, codec.sample_rate))
             if kind == "speech":
                 with torch.no_grad():  # the content head on layer 1 alone, against flite's alignment
-                    q1 = codec.net.content_vq.lookup(codes[:1])
-                    guess = codec.net.content_head(q1.transpose(1, 2))[0].argmax(0)
+                    guess = codec.net.phone_logits(codes[:1])[0].argmax(0)
                 phone_hits += int((guess == item["phones"][: len(guess)]).sum())
                 phone_n += len(guess)
-                # SoundStorm: the first third (at most voice_max_seconds) is the prompt, the rest is filled
-                P = min(codes.shape[1] // 3, int(codec.voice_max_seconds * codec.frame_rate))
-                prompt = codes[:, :P].T[None]
-                gen = torch.Generator().manual_seed(i)
-                full = codec.soundstorm.generate(codes[:1, P:], prompt, schedule=codec.schedule, generator=gen)[0].T
-                acc.append((full[1:] == codes[1:, P:]).float().mean(1).tolist())
-                y_ss = codec.decode_rvq(torch.cat([codes[:, :P], full], 1))
-                mel_ss.append(mel_distance(item["wav"][P * codec.hop :], y_ss[P * codec.hop :], codec.sample_rate))
+                first = codes[0]  # what the LLM sees: how long a code holds
+                runs.append(len(first) / (int((first[1:] != first[:-1]).sum()) + 1))
+                if codec.soundstorm is not None:
+                    # SoundStorm: the first third (at most voice_max_seconds) is the prompt, the rest is filled
+                    P = min(codes.shape[1] // 3, int(codec.voice_max_seconds * codec.frame_rate))
+                    prompt = codes[:, :P].T[None]
+                    gen = torch.Generator().manual_seed(i)
+                    full = codec.soundstorm.generate(codes[:1, P:], prompt, schedule=codec.schedule, generator=gen)[0].T
+                    acc.append((full[1:] == codes[1:, P:]).float().mean(1).tolist())
+                    y_ss = codec.decode_rvq(torch.cat([codes[:, :P], full], 1))
+                    mel_ss.append(mel_distance(item["wav"][P * codec.hop :], y_ss[P * codec.hop :], codec.sample_rate))
             if out and i < 4:
                 import soundfile as sf
 
                 sf.write(out / f"{kind}_{i}_input.wav", item["wav"], codec.sample_rate)
                 sf.write(out / f"{kind}_{i}_rvq.wav", y, codec.sample_rate)
-                if kind == "speech":
+                if kind == "speech" and codec.soundstorm is not None:
                     sf.write(out / f"{kind}_{i}_soundstorm.wav", y_ss, codec.sample_rate)
         metrics = {"snr_db": float(np.mean(snr)), "mel_l1": float(np.mean(mel)),
                    "codes_used_per_layer": [len(u) for u in used]}
         if kind == "speech":
             metrics["layer1_phone_acc"] = phone_hits / max(phone_n, 1)
-            metrics["soundstorm_acc_per_level"] = np.mean(acc, 0).round(4).tolist()
-            metrics["soundstorm_mel_l1"] = float(np.mean(mel_ss))
+            metrics["layer1_mean_run_frames"] = float(np.mean(runs))
+            if acc:
+                metrics["soundstorm_acc_per_level"] = np.mean(acc, 0).round(4).tolist()
+                metrics["soundstorm_mel_l1"] = float(np.mean(mel_ss))
     metrics = {"kind": kind, "codec": str(codec_dir), "split": split, "items": n, **metrics,
                "seconds": round(time.perf_counter() - t0, 2)}
     if out:

@@ -181,7 +181,7 @@ class Batch:
             return self.mask
         same = self.doc_ids[:, :, None] == self.doc_ids[:, None, :]  # (B, T, T)
         t = self.doc_ids.shape[1]
-        causal = torch.ones(t, t, dtype=torch.bool).tril_()
+        causal = torch.ones(t, t, dtype=torch.bool, device=self.doc_ids.device).tril_()
         return (same & causal)[:, None]
 
     def with_mask(self) -> "Batch":
