@@ -18,7 +18,7 @@ from anygpt.errors import AnyGPTError
 from anygpt.generate.config import DecodingConfig
 from anygpt.generate.engine import GenerationRequest, generate_ids
 from anygpt.generate.segments import Segment, parse_reply
-from anygpt.prompts import Media, Piece, encode_pieces, load_pool, merge_text
+from anygpt.prompts import Media, Piece, UserText, encode_pieces, load_pool, merge_text, user_pieces
 
 WANTS = ("text", "image", "speech", "music")
 
@@ -60,7 +60,9 @@ class ChatSession:
         self.history = []
 
     def prompt_ids(self, content: list[Piece], want: str | None = None) -> list[int]:
-        """Ids of the whole prompt for this user turn (history included)."""
+        """Ids of the whole prompt for this user turn (history included). The strings of `content`
+        are the user's: they never produce control or code ids (see prompts/user_text.py)."""
+        content = user_pieces(content)
         if want is not None and want not in WANTS:
             raise AnyGPTError(f"unknown output modality {want!r}; choose one of {', '.join(WANTS)}")
         if want not in (None, "text"):
@@ -82,10 +84,10 @@ class ChatSession:
     def _base_pieces(self, content: list[Piece], want: str | None) -> list[Piece]:
         fmt, layout = self.bundle.prompt_format, self.bundle.layout
         media = [p for p in content if isinstance(p, Media)]
-        text = " ".join(p.strip() for p in content if isinstance(p, str) and p.strip())
+        text = UserText(" ".join(p.text.strip() for p in content if isinstance(p, UserText) and p.text.strip()))
         rng = random.Random(self.decoding.seed or 0)
         if media:
-            if len(media) > 1 or text or want not in (None, "text"):
+            if len(media) > 1 or text.text or want not in (None, "text"):
                 raise AnyGPTError("a base model takes one media input and answers in text "
                                   "(or text in and one media output); use a chat bundle for more")
             pool = load_pool(media[0].modality, "to_text")
