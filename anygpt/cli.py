@@ -345,8 +345,9 @@ def cmd_bundle_verify(args) -> int:
     if not (path / MANIFEST).is_file():
         raise AnyGPTError(f"{path}: no {MANIFEST}")
     manifest = read_manifest(path)
-    verify_files(path, manifest)
-    print(f"{path}: {len(manifest.get('files', {}))} files match the manifest")
+    hashed = verify_files(path, manifest)
+    external = len(manifest.get("external_files") or {})
+    print(f"{path}: {hashed} files match their hashes" + (f", {external} external files their sizes" if external else ""))
     return 0
 
 

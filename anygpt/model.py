@@ -24,27 +24,35 @@ def resolve_dtype(name: str | None) -> torch.dtype | None:
     return DTYPES[name]
 
 
-def load_causal_lm(path: str | Path, *, device: str = "cpu", dtype: str | None = None):
-    """A local HF causal LM folder -> model in eval mode. Never reaches the network."""
+def load_causal_lm(path: str | Path, *, device: str = "cpu", dtype: str | None = None,
+                   safetensors_only: bool = True):
+    """A local HF causal LM folder -> model in eval mode. Never reaches the network, never runs code
+    shipped with the folder (trust_remote_code=False, always), and with `safetensors_only` never
+    unpickles weights (our bundles; an imported release's folder may hold .bin files)."""
     from transformers import AutoModelForCausalLM
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise BundleError(f"{path}: no config.json, not a Hugging Face model folder")
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=resolve_dtype(dtype))
-    except (OSError, ValueError) as e:
-        raise BundleError(f"{path}: cannot load the language model ({e})") from None
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=resolve_dtype(dtype),
+                                                     trust_remote_code=False,
+                                                     use_safetensors=True if safetensors_only else None)
+    except (OSError, ValueError, KeyError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise BundleError(f"{path}: cannot load the language model ({reason})") from None
     return model.to(device).eval()
 
 
 def load_tokenizer(path: str | Path):
+    """A local HF tokenizer folder; like the model, never runs code shipped with it."""
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(Path(path), local_files_only=True)
-    except (OSError, ValueError) as e:
-        raise BundleError(f"{path}: cannot load the tokenizer ({e})") from None
+        return AutoTokenizer.from_pretrained(Path(path), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise BundleError(f"{path}: cannot load the tokenizer ({reason})") from None
 
 
 def expand_vocabulary(model, tokenizer, config: LayoutConfig, *, init: str = "random",

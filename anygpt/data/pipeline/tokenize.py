@@ -54,7 +54,7 @@ class TokenizeConfig:
 def load_codecs(bundle):
     """(layout, {modality: codec slot}, description) of a built-in bundle, a bundle folder (its LLM
     is not loaded: tokenizing media needs only the codecs) or an already loaded Bundle."""
-    from anygpt.bundles import Bundle, CodecSlot, bundle_names, load_bundle, packaged_bundles, read_manifest
+    from anygpt.bundles import Bundle, bundle_names, load_bundle, load_codec_slots, packaged_bundles, read_manifest
     from anygpt.layout import LayoutConfig, VocabLayout
 
     if isinstance(bundle, Bundle):
@@ -66,9 +66,11 @@ def load_codecs(bundle):
     else:
         path = packaged_bundles().get(str(bundle), Path(bundle))  # a packaged name ("tiny") or a folder
         manifest = read_manifest(path)
-        layout = VocabLayout(LayoutConfig.from_dict(manifest["layout"]), manifest["layout"]["base_vocab_size"])
-        codecs = {m: CodecSlot(m, c["name"], c.get("config", {}), path / c["weights"] if c.get("weights") else None)
-                  for m, c in manifest.get("codecs", {}).items()}
+        try:
+            layout = VocabLayout(LayoutConfig.from_dict(manifest["layout"]), manifest["layout"]["base_vocab_size"])
+        except (AnyGPTError, TypeError, ValueError, KeyError) as e:
+            raise AnyGPTError(f"{path}: bad layout in the manifest ({e})") from None
+        codecs = load_codec_slots(path)  # paths confined to the bundle, weights safetensors
     describe = {
         "bundle": bundle,
         "layout": {**layout.config.to_dict(), "base_vocab_size": layout.base_vocab_size},
