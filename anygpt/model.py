@@ -24,6 +24,27 @@ def resolve_dtype(name: str | None) -> torch.dtype | None:
     return DTYPES[name]
 
 
+def resolve_device(name: str) -> str:
+    """A device name torch knows and this machine has ("cpu", "cuda", "cuda:1", "mps"), or one error line."""
+    if not isinstance(name, str) or not name.strip():
+        raise AnyGPTError(f"--device expects a device name such as cpu or cuda, got {name!r}")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise AnyGPTError(f"unknown device {name!r}: expected cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise AnyGPTError(f"--device {name}: no CUDA GPU is available here (use --device cpu)")
+        if device.index is not None and device.index >= count:
+            raise AnyGPTError(f"--device {name}: this machine has {count} CUDA GPU(s), numbered from 0")
+    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise AnyGPTError(f"--device {name}: no Apple GPU (MPS) is available here")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise AnyGPTError(f"--device {name}: unsupported device type {device.type!r}; use cpu, cuda or mps")
+    return name
+
+
 def load_causal_lm(path: str | Path, *, device: str = "cpu", dtype: str | None = None,
                    safetensors_only: bool = True):
     """A local HF causal LM folder -> model in eval mode. Never reaches the network, never runs code

@@ -145,6 +145,7 @@ WRONG_TYPES = [
     lambda m: m.update(decoding=[]),
     lambda m: m.update(decoding={"text": {"top_p": "high"}}),
     lambda m: m.update(decoding={"bogus": 1}),
+    lambda m: m.update(decoding={"max_new_tokens": "many"}),
     lambda m: m.update(codecs=[]),
     lambda m: m["codecs"].update(image=5),
     lambda m: m["codecs"]["image"].update(name=5),

@@ -113,6 +113,9 @@ def bundle_names() -> list[str]:
 def load_bundle(name_or_path: str | Path, *, device: str = "cpu", dtype: str | None = None,
                 verify: bool = True) -> Bundle:
     """A built-in bundle by name, or a bundle directory (hashes checked unless `verify=False`)."""
+    from anygpt.model import resolve_device
+
+    resolve_device(device)
     builtins = _builtins()
     if str(name_or_path) in builtins:
         bundle = builtins[str(name_or_path)]()

@@ -55,6 +55,8 @@ def _recorded_external(p: Path, manifest: dict) -> bool:
     from anygpt.bundles.official import weight_files
 
     recorded = manifest.get("external_files") or {}
+    if not isinstance(recorded, dict) or not any(Path(f) == p or Path(f).is_relative_to(p) for f in recorded):
+        return False  # nothing recorded there: refused without looking (it may be "/")
     found = weight_files(p) if p.exists() else {}
     return bool(found) and all(f in recorded for f in found)
 
@@ -90,6 +92,8 @@ def check_files(root: Path, manifest: dict, *, hashes: bool = True) -> int:
         if not p.exists():
             raise BundleError(f"{root}: the {what} {rel!r} does not exist")
         inside = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+        if not inside:
+            raise BundleError(f"{root}: the {what} {rel!r} is an empty folder")
         for f in inside:
             name = f.relative_to(root).as_posix() if f.is_relative_to(root) else str(f)
             if f.suffix in PICKLE_SUFFIXES:
