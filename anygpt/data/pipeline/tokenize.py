@@ -141,10 +141,31 @@ def encode_chunk(index: int, records: list, cfg: TokenizeConfig, codecs, layout)
             if m != "text":
                 tokens[m] = tokens.get(m, 0) + len(c) + 2
     stats = {"file": f"{shards.shard_name(index)}.parquet", "records": len(records), "errors": len(errors),
-             "error_examples": errors[:5], "by_kind": by_kind, "media_tokens": tokens,
-             "keys": [r["key"] for r in rows]}
+             "error_examples": errors[:5], "skipped": errors, "by_kind": by_kind, "media_tokens": tokens,
+             "keys": [r["key"] for r in rows], "chunk_size": cfg.chunk_size, "records_digest": records_digest(records)}
     shards.write_shard(Path(cfg.out), index, rows, shards.UNITS, stats)
-    return {k: v for k, v in stats.items() if k != "keys"} | {"index": index, "rows": len(rows)}
+    return {k: v for k, v in stats.items() if k not in ("keys", "skipped")} | {"index": index, "rows": len(rows)}
+
+
+def records_digest(records: list) -> str:
+    """What a chunk was made of: the keys of its records, in order (a resumed job must agree)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(str(key) for key, _, _ in records).encode()).hexdigest()
+
+
+def _check_resume(cfg: TokenizeConfig, chunks: list, done: dict) -> None:
+    """Refuse to resume when the finished chunks were cut from other records (another --chunk-size or
+    other inputs): skipping them would lose records, redoing them would write some twice."""
+    n = len(chunks)
+    for i, stats in done.items():
+        same = i < n and (stats["records_digest"] == records_digest(chunks[i][1]) if "records_digest" in stats
+                          else stats["records"] == len(chunks[i][1]) and stats.get("chunk_size", cfg.chunk_size) == cfg.chunk_size)
+        if not same:
+            was = stats.get("chunk_size")
+            how = f"--chunk-size {was}" if was is not None and was != cfg.chunk_size else "other inputs or chunking"
+            raise AnyGPTError(f"{cfg.out}: its finished chunks were made with {how}; resume with the same "
+                              f"--chunk-size and inputs, or tokenize into a new --out")
 
 
 # --- the job --------------------------------------------------------------------------------------
@@ -186,6 +207,7 @@ def run_tokenize(cfg: TokenizeConfig, *, quiet: bool = False, bundle=None) -> di
     describe["bundle"] = cfg.bundle
     done = shards.done_shards(out)
     chunks = list(_chunks(cfg))
+    _check_resume(cfg, chunks, done)
     pending = [(i, c) for i, c in chunks if i not in done]
     progress = _Progress(len(chunks), len(chunks) - len(pending), quiet)
     if not quiet and done:
@@ -223,6 +245,8 @@ def _finish(cfg: TokenizeConfig, describe: dict, n_chunks: int) -> dict:
         "counts": {"records": sum(s["records"] for s in stats), "units": sum(s["rows"] for s in stats),
                    "errors": sum(s["errors"] for s in stats), "by_kind": by_kind, "media_tokens": tokens},
         "error_examples": [e for s in stats for e in s["error_examples"]][:10],
+        # every skipped record with its reason ("<file>:<line index>: why")
+        "skipped": [e for s in stats for e in s.get("skipped", s["error_examples"])],
         "shards": [{"file": s["file"], "rows": s["rows"]} for s in stats],
         "config": {k: v for k, v in asdict(cfg).items() if k != "fail_after_chunks"},
     }
