@@ -31,6 +31,10 @@ class UserText:
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
             raise TypeError(f"UserText holds a str, got {type(self.text).__name__}")
+        try:
+            self.text.encode("utf-8")
+        except UnicodeEncodeError:  # e.g. undecodable bytes from the command line (lone surrogates)
+            raise AnyGPTError(f"the text {self.text[:40]!r} is not valid Unicode") from None
 
 
 def control_ids(tokenizer, layout) -> frozenset[int]:
