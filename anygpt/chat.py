@@ -16,9 +16,10 @@ import numpy as np
 from anygpt.bundles import Bundle
 from anygpt.errors import AnyGPTError
 from anygpt.generate.config import DecodingConfig
+from anygpt.generate.context import check_input_seconds, context_length, fit
 from anygpt.generate.engine import GenerationRequest, generate_ids
 from anygpt.generate.segments import Segment, parse_reply
-from anygpt.prompts import Media, Piece, encode_pieces, load_pool, merge_text
+from anygpt.prompts import Media, Piece, UserText, encode_pieces, load_pool, merge_text, user_pieces
 
 WANTS = ("text", "image", "speech", "music")
 
@@ -42,6 +43,8 @@ def encode_media(bundle: Bundle, modality: str, source) -> Media:
             source = media.load_audio(source, codec.sample_rate, max_seconds=_max_input_seconds(bundle, modality))
     elif modality != "image" and isinstance(source, tuple):  # (waveform, rate): resampled and cropped as a file
         source = media.to_waveform(source, codec.sample_rate, max_seconds=_max_input_seconds(bundle, modality))
+    if modality != "image" and isinstance(source, np.ndarray):  # refused before the codec spends time on it
+        check_input_seconds(context_length(bundle.model), bundle.layout, modality, len(source) / codec.sample_rate)
     return Media(modality, codec.encode(source))
 
 
@@ -60,7 +63,9 @@ class ChatSession:
         self.history = []
 
     def prompt_ids(self, content: list[Piece], want: str | None = None) -> list[int]:
-        """Ids of the whole prompt for this user turn (history included)."""
+        """Ids of the whole prompt for this user turn (history included). The strings of `content`
+        are the user's: they never produce control or code ids (see prompts/user_text.py)."""
+        content = user_pieces(content)
         if want is not None and want not in WANTS:
             raise AnyGPTError(f"unknown output modality {want!r}; choose one of {', '.join(WANTS)}")
         if want not in (None, "text"):
@@ -82,10 +87,10 @@ class ChatSession:
     def _base_pieces(self, content: list[Piece], want: str | None) -> list[Piece]:
         fmt, layout = self.bundle.prompt_format, self.bundle.layout
         media = [p for p in content if isinstance(p, Media)]
-        text = " ".join(p.strip() for p in content if isinstance(p, str) and p.strip())
+        text = UserText(" ".join(p.text.strip() for p in content if isinstance(p, UserText) and p.text.strip()))
         rng = random.Random(self.decoding.seed or 0)
         if media:
-            if len(media) > 1 or text or want not in (None, "text"):
+            if len(media) > 1 or text.text or want not in (None, "text"):
                 raise AnyGPTError("a base model takes one media input and answers in text "
                                   "(or text in and one media output); use a chat bundle for more")
             pool = load_pool(media[0].modality, "to_text")
@@ -110,7 +115,10 @@ class ChatSession:
         self.history = saved
         allowed = () if want == "text" else None
         requests = [GenerationRequest(p, allowed) for p in prompts]
-        new = generate_ids(b.model, b.layout, requests, self.decoding, stop_ids=b.stop_ids, pad_id=b.pad_id)
+        # the context rule (generate/context.py): refuse what cannot fit, cut the reply budget to fit
+        decoding = fit([len(p) for p in prompts], self.decoding, context=context_length(b.model), layout=b.layout,
+                       want=want)
+        new = generate_ids(b.model, b.layout, requests, decoding, stop_ids=b.stop_ids, pad_id=b.pad_id)
         forced = [b.layout[want].start_id] if want not in (None, "text") else []
         replies = []
         for prompt, ids in zip(prompts, new):
@@ -124,8 +132,11 @@ class ChatSession:
 
 
 def write_segments(bundle: Bundle, segments: list[Segment], out_dir: str | Path, *,
-                   voice: np.ndarray | None = None, seed: int | None = None, stem: str = "reply") -> list[dict]:
-    """Decode media segments to PNG/WAV files in out_dir; return one JSON-ready dict per segment."""
+                   voice: np.ndarray | None = None, seed: int | None = None, stem: str = "reply",
+                   existing: str = "number") -> list[dict]:
+    """Decode media segments to PNG/WAV files in out_dir; return one JSON-ready dict per segment.
+    A name already taken gets the next number (reply-image1-2.png) unless `existing` says otherwise
+    (see outputs.write_file): an earlier reply's files are never overwritten."""
     from anygpt import media
 
     out_dir = Path(out_dir)
@@ -145,10 +156,10 @@ def write_segments(bundle: Bundle, segments: list[Segment], out_dir: str | Path,
             rows.append(row)
             continue
         if seg.modality == "image":
-            path = media.save_image(decoded, out_dir / f"{stem}-image{n}.png")
+            path = media.save_image(decoded, out_dir / f"{stem}-image{n}.png", existing=existing)
         else:
             rate = bundle.codec(seg.modality).sample_rate
-            path = media.save_audio(out_dir / f"{stem}-{seg.modality}{n}.wav", decoded, rate)
+            path = media.save_audio(out_dir / f"{stem}-{seg.modality}{n}.wav", decoded, rate, existing=existing)
             row["seconds"] = round(len(decoded) / rate, 4)
         row["path"] = str(path)
         rows.append(row)

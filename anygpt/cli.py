@@ -56,42 +56,28 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
                    help="override a decoding value, e.g. music_top_p=0.9, text_num_beams=1, constrained=false")
 
 
-def _parse_value(text: str):
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+def _settings(args) -> dict:
+    """The decoding changes asked on the command line, typed and range-checked before anything loads."""
+    from anygpt.generate.config import check_settings, parse_settings
+
+    changes = parse_settings(args.set)
+    for key in ("seed", "max_new_tokens"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
+    check_settings(changes)
+    return changes
 
 
-def _decoding(args, bundle):
-    from dataclasses import fields
+def _decoding(args, bundle, changes: dict | None = None):
+    from anygpt.generate.config import preset
 
-    from anygpt.generate.config import DecodingConfig, preset
-
+    changes = _settings(args) if changes is None else changes
     base = preset(args.preset) if args.preset else bundle.decoding
     if args.preset:  # keep the bundle's span limits; a preset only changes how to sample
         base = base.override(max_seconds=bundle.decoding.max_seconds, max_new_tokens=bundle.decoding.max_new_tokens)
-    changes: dict = {"seed": args.seed, "max_new_tokens": args.max_new_tokens}
-    top = {f.name for f in fields(DecodingConfig)}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise AnyGPTError(f"--set expects KEY=VALUE, got {item!r}")
-        modality, _, name = key.partition("_")
-        if key.startswith("max_seconds_"):
-            changes["max_seconds"] = {**base.max_seconds, key[len("max_seconds_"):]: float(value)}
-        elif key in top or (modality in ("text", "image", "speech", "music") and name):
-            changes[key] = _parse_value(value)
-        else:
-            raise AnyGPTError(f"unknown decoding setting {key!r}")
     try:
         return base.override(**changes)
-    except TypeError as e:
+    except AnyGPTError as e:
         raise AnyGPTError(f"bad decoding setting: {e}") from None
 
 
@@ -138,11 +124,38 @@ def _load_voice(bundle, path, seconds):
     return media.load_audio(path, bundle.codec("speech").sample_rate, max_seconds=seconds)
 
 
+DEFAULT_SEED = 0  # chat samples with this seed unless --seed says otherwise: the same call, the same reply
+
+
+def _check_chat_args(args) -> dict:
+    """Every check of `chat` that needs no model, so that nothing is loaded for a typo; returns the
+    decoding changes asked for."""
+    from anygpt import media
+    from anygpt.generate.config import preset
+    from anygpt.outputs import check_out_dir
+
+    if args.text is not None and not args.text.strip() and not (args.image or args.speech or args.music):
+        raise AnyGPTError("--text is empty; leave --text out to chat interactively")
+    if not 0 < args.voice_seconds <= 60:  # nan fails too
+        raise AnyGPTError(f"--voice-seconds must be in (0, 60], got {args.voice_seconds}")
+    for path in [*(args.image or []), *(args.speech or []), *(args.music or []), *([args.voice] if args.voice else [])]:
+        media.check_file(path)
+    if args.preset:
+        preset(args.preset)
+    changes = _settings(args)
+    check_out_dir(args.out)
+    return changes
+
+
 def cmd_chat(args) -> int:
     from anygpt.chat import ChatSession, write_segments
 
+    changes = _check_chat_args(args)
     bundle = _load(args)
-    session = ChatSession(bundle, decoding=_decoding(args, bundle))
+    decoding = _decoding(args, bundle, changes)
+    if decoding.seed is None:
+        decoding = decoding.override(seed=DEFAULT_SEED)
+    session = ChatSession(bundle, decoding=decoding)
     voice = _load_voice(bundle, args.voice, args.voice_seconds) if args.voice else None
     content = _chat_content(bundle, args)
     if not content:
@@ -153,10 +166,23 @@ def cmd_chat(args) -> int:
     elapsed = time.perf_counter() - t0
     if args.json:
         print(json.dumps({"bundle": bundle.name, "segments": rows, "generated_tokens": len(reply.ids),
-                          "seconds": round(elapsed, 3)}, ensure_ascii=False))
+                          "seconds": round(elapsed, 3), "seed": session.decoding.seed, "voice": args.voice,
+                          "out": str(args.out)}, ensure_ascii=False))
     else:
         _print_rows(rows)
+        _print_used(rows, session, args)
     return 0
+
+
+def _print_used(rows: list[dict], session, args) -> None:
+    """Say on stderr what a reply was made with and where its files went."""
+    files = [r["path"] for r in rows if r.get("path")]
+    voice = args.voice or "the codec's own"
+    spoken = any(r["modality"] == "speech" for r in rows)
+    note = f"seed {session.decoding.seed}" + (f", voice {voice}" if spoken else "")
+    if files:
+        note += f"; {len(files)} file(s) in {args.out}"
+    print(f"anygpt: {note}", file=sys.stderr)
 
 
 def _print_rows(rows: list[dict]) -> None:
@@ -174,14 +200,17 @@ def _print_rows(rows: list[dict]) -> None:
 INTERACTIVE_HELP = """Type a message and press Enter. Commands:
   /image PATH  /speech PATH  /music PATH   attach media to the next message
   /want text|image|speech|music            ask for that kind of reply (once)
+  /save PATH  /load PATH                   keep the conversation in a JSON file, or resume one
   /reset                                   forget the conversation
-  /quit                                    leave"""
+  /help                                    show this
+  /quit                                    leave (Ctrl-C stops a reply, the conversation stays)"""
 
 
 def _interactive(session, args, voice) -> int:
     from anygpt.chat import WANTS, encode_media, write_segments
 
-    print(f"anygpt chat with bundle {session.bundle.name!r}. {INTERACTIVE_HELP}")
+    print(f"anygpt chat with bundle {session.bundle.name!r} (seed {session.decoding.seed}; files go to "
+          f"{args.out}). {INTERACTIVE_HELP}")
     attached: list = []
     want = args.want
     turn = 0
@@ -191,12 +220,19 @@ def _interactive(session, args, voice) -> int:
         except EOFError:
             print()
             return 0
+        except KeyboardInterrupt:
+            print("\n(type /quit to leave)")
+            continue
         if not line:
             continue
         cmd, _, rest = line.partition(" ")
+        rest = rest.strip()
         try:
             if cmd == "/quit":
                 return 0
+            if cmd == "/help":
+                print(INTERACTIVE_HELP)
+                continue
             if cmd == "/reset":
                 session.reset()
                 attached, want = [], args.want
@@ -206,15 +242,28 @@ def _interactive(session, args, voice) -> int:
                 if rest not in WANTS:
                     raise AnyGPTError(f"/want takes one of {', '.join(WANTS)}")
                 want = rest
+                print(f"(the next reply will be {rest})")
+                continue
+            if cmd == "/save":
+                print(f"(conversation saved to {save_history(session, rest, turn)})")
+                continue
+            if cmd == "/load":
+                turn = load_history(session, rest)
+                print(f"(conversation of {turn} turns loaded from {rest})")
                 continue
             if cmd in ("/image", "/speech", "/music"):
-                attached += [encode_media(session.bundle, cmd[1:], rest.strip()), " "]
-                print(f"(attached {cmd[1:]} {rest.strip()})")
+                attached += [encode_media(session.bundle, cmd[1:], rest), " "]
+                print(f"(attached {cmd[1:]} {rest})")
                 continue
             if cmd.startswith("/"):
-                raise AnyGPTError(f"unknown command {cmd}; type /quit to leave")
+                raise AnyGPTError(f"unknown command {cmd}; type /help for the commands")
+            print("(generating...)", file=sys.stderr, flush=True)
+            try:
+                reply = session.ask(attached + [line], want=want)
+            except KeyboardInterrupt:
+                print("\n(reply stopped; the conversation is kept)")
+                continue
             turn += 1
-            reply = session.ask(attached + [line], want=want)
             attached, want = [], args.want
             rows = write_segments(session.bundle, reply.segments, args.out, voice=voice,
                                   seed=session.decoding.seed, stem=f"turn{turn}")
@@ -224,9 +273,46 @@ def _interactive(session, args, voice) -> int:
             print(f"anygpt: error: {e}", file=sys.stderr)
 
 
+HISTORY_FORMAT = 1
+
+
+def save_history(session, path: str, turns: int) -> str:
+    """The conversation as JSON (its token ids, exactly): never over an existing file."""
+    from anygpt.outputs import write_file
+
+    if not path:
+        raise AnyGPTError("/save takes a file name")
+    doc = {"anygpt_history": HISTORY_FORMAT, "bundle": session.bundle.name, "turns": turns,
+           "history": session.history}
+    data = json.dumps(doc).encode("utf-8")
+    return str(write_file(path, lambda f: f.write(data), existing="refuse"))
+
+
+def load_history(session, path: str) -> int:
+    """Resume a conversation saved by /save with the same bundle; returns its number of turns."""
+    if not path:
+        raise AnyGPTError("/load takes a file name")
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AnyGPTError(f"{path}: not a readable conversation ({e})") from None
+    if not isinstance(doc, dict) or doc.get("anygpt_history") != HISTORY_FORMAT:
+        raise AnyGPTError(f"{path}: not a conversation saved by /save")
+    if doc.get("bundle") != session.bundle.name:
+        raise AnyGPTError(f"{path}: saved with bundle {doc.get('bundle')!r}, not {session.bundle.name!r}")
+    ids, vocab = doc.get("history"), len(session.bundle.tokenizer)
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < vocab
+                                            for i in ids):
+        raise AnyGPTError(f"{path}: the history must be a list of token ids below {vocab}")
+    turns = doc.get("turns")
+    session.history = ids
+    return turns if isinstance(turns, int) and turns >= 0 else 0
+
+
 # --- info ----------------------------------------------------------------------------------------
 
 def bundle_info(bundle) -> dict:
+    from anygpt.generate.context import context_length, limits
     from anygpt.model import count_parameters
 
     return {
@@ -241,6 +327,7 @@ def bundle_info(bundle) -> dict:
         "codecs": {m: s.name for m, s in bundle.codecs.items()},
         "decoding": bundle.decoding.to_dict(),
         "memory": memory_estimate(bundle),
+        "limits": limits(context_length(bundle.model), bundle.layout),
     }
 
 
@@ -275,6 +362,10 @@ def cmd_info(args) -> int:
     print(f"  llm {info['llm']['architecture']}, {info['llm']['parameters']:,} parameters; "
           f"vocabulary {info['vocab_size']:,} ({info['text_vocab_size']:,} text)")
     print(f"  prompt format {info['prompt_format']}")
+    lim = info["limits"]
+    if lim["context_tokens"]:
+        longest = ", ".join(f"{k[4:-14]} {v} s" for k, v in lim.items() if k.endswith("_input_seconds"))
+        print(f"  context {lim['context_tokens']} tokens (prompt + reply); longest audio input: {longest}")
     mem = info["memory"]
     parts = [f"llm {mem['llm']['fp32_gib']} GiB fp32 / {mem['llm']['bf16_gib']} GiB bf16"]
     for m, v in mem.items():
@@ -345,8 +436,9 @@ def cmd_bundle_verify(args) -> int:
     if not (path / MANIFEST).is_file():
         raise AnyGPTError(f"{path}: no {MANIFEST}")
     manifest = read_manifest(path)
-    verify_files(path, manifest)
-    print(f"{path}: {len(manifest.get('files', {}))} files match the manifest")
+    hashed = verify_files(path, manifest)
+    external = len(manifest.get("external_files") or {})
+    print(f"{path}: {hashed} files match their hashes" + (f", {external} external files their sizes" if external else ""))
     return 0
 
 
@@ -364,10 +456,17 @@ def _plugin_registrars(*modules: str):
         yield module.register
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one `anygpt: error:` line (status 2), like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"anygpt: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from anygpt import __version__
 
-    parser = argparse.ArgumentParser(prog="anygpt", description="Any-to-any multimodal LLMs over discrete tokens.")
+    parser = _Parser(prog="anygpt", description="Any-to-any multimodal LLMs over discrete tokens.")
     parser.add_argument("--version", action="version", version=f"anygpt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -27,6 +27,11 @@ SILENCE_PEAK = 1e-4  # below this peak |sample| a waveform is treated as silence
 PathLike = str | os.PathLike
 
 
+def check_file(path: PathLike) -> Path:
+    """The path of an existing regular file, or MediaError (cheap: callers check inputs before loading models)."""
+    return _existing_file(path)
+
+
 def _existing_file(path: PathLike) -> Path:
     path = Path(path)
     if not path.exists():
@@ -57,6 +62,13 @@ def load_image(path: PathLike) -> Image.Image:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit (and 32-bit) grey: PIL's convert clips to 255, which turns most of a picture white;
+        # scale to 8 bits instead (16-bit range for integers, the picture's own peak for floats)
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode != "F" else max(float(np.nanmax(values)) if values.size else 1.0, 1.0)
+        grey = np.clip(np.nan_to_num(values) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         # Dropping alpha would expose whatever colour hides under transparent pixels; composite
         # onto white instead, as a viewer would show it.
@@ -79,16 +91,17 @@ def as_image(x: Any, *, source: str = "image") -> Image.Image:
     return x.convert("RGB")
 
 
-def save_image(image: Image.Image | np.ndarray, path: PathLike) -> Path:
-    """Write an image as PNG (an HxWx3 uint8 array is accepted too); returns the path."""
+def save_image(image: Image.Image | np.ndarray, path: PathLike, *, existing: str = "replace") -> Path:
+    """Write an image as PNG (an HxWx3 uint8 array is accepted too) through the safe writer
+    (outputs.write_file: `existing` says what happens to a file of that name); returns the path."""
+    from anygpt.outputs import write_file
+
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     if not isinstance(image, Image.Image):
         raise MediaError(f"{path}: expected a PIL image or uint8 array, got {type(image).__name__}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _to_rgb(image).save(path, format="PNG")
-    return path
+    rgb = _to_rgb(image)
+    return write_file(path, lambda f: rgb.save(f, format="PNG"), existing=existing)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,9 +183,12 @@ def to_waveform(media: Any, sample_rate: int, *, source: str = "waveform",
     return _resample_crop(as_waveform(media, sample_rate, source=source), sample_rate, sample_rate, max_seconds, source)
 
 
-def save_audio(path: PathLike, wav: Any, sample_rate: int) -> Path:
-    """Write a mono waveform as 16-bit PCM WAV, clipped to [-1, 1]; returns the path."""
+def save_audio(path: PathLike, wav: Any, sample_rate: int, *, existing: str = "replace") -> Path:
+    """Write a mono waveform as 16-bit PCM WAV, clipped to [-1, 1], through the safe writer
+    (outputs.write_file: `existing` says what happens to a file of that name); returns the path."""
     import soundfile as sf
+
+    from anygpt.outputs import write_file
 
     path = Path(path)
     if hasattr(wav, "detach"):
@@ -182,6 +198,6 @@ def save_audio(path: PathLike, wav: Any, sample_rate: int) -> Path:
         raise MediaError(f"{path}: expected a mono waveform (samples,), got shape {wav.shape}")
     if not np.isfinite(wav).all():
         raise MediaError(f"{path}: refusing to write audio with NaN or infinite samples")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-    return path
+    clipped = np.clip(wav, -1.0, 1.0)
+    return write_file(path, lambda f: sf.write(f, clipped, sample_rate, subtype="PCM_16", format="WAV"),
+                      existing=existing)

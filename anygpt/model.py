@@ -24,27 +24,56 @@ def resolve_dtype(name: str | None) -> torch.dtype | None:
     return DTYPES[name]
 
 
-def load_causal_lm(path: str | Path, *, device: str = "cpu", dtype: str | None = None):
-    """A local HF causal LM folder -> model in eval mode. Never reaches the network."""
+def resolve_device(name: str) -> str:
+    """A device name torch knows and this machine has ("cpu", "cuda", "cuda:1", "mps"), or one error line."""
+    if not isinstance(name, str) or not name.strip():
+        raise AnyGPTError(f"--device expects a device name such as cpu or cuda, got {name!r}")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise AnyGPTError(f"unknown device {name!r}: expected cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise AnyGPTError(f"--device {name}: no CUDA GPU is available here (use --device cpu)")
+        if device.index is not None and device.index >= count:
+            raise AnyGPTError(f"--device {name}: this machine has {count} CUDA GPU(s), numbered from 0")
+    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise AnyGPTError(f"--device {name}: no Apple GPU (MPS) is available here")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise AnyGPTError(f"--device {name}: unsupported device type {device.type!r}; use cpu, cuda or mps")
+    return name
+
+
+def load_causal_lm(path: str | Path, *, device: str = "cpu", dtype: str | None = None,
+                   safetensors_only: bool = True):
+    """A local HF causal LM folder -> model in eval mode. Never reaches the network, never runs code
+    shipped with the folder (trust_remote_code=False, always), and with `safetensors_only` never
+    unpickles weights (our bundles; an imported release's folder may hold .bin files)."""
     from transformers import AutoModelForCausalLM
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise BundleError(f"{path}: no config.json, not a Hugging Face model folder")
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=resolve_dtype(dtype))
-    except (OSError, ValueError) as e:
-        raise BundleError(f"{path}: cannot load the language model ({e})") from None
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=resolve_dtype(dtype),
+                                                     trust_remote_code=False,
+                                                     use_safetensors=True if safetensors_only else None)
+    except (OSError, ValueError, KeyError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise BundleError(f"{path}: cannot load the language model ({reason})") from None
     return model.to(device).eval()
 
 
 def load_tokenizer(path: str | Path):
+    """A local HF tokenizer folder; like the model, never runs code shipped with it."""
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(Path(path), local_files_only=True)
-    except (OSError, ValueError) as e:
-        raise BundleError(f"{path}: cannot load the tokenizer ({e})") from None
+        return AutoTokenizer.from_pretrained(Path(path), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise BundleError(f"{path}: cannot load the tokenizer ({reason})") from None
 
 
 def expand_vocabulary(model, tokenizer, config: LayoutConfig, *, init: str = "random",

@@ -12,12 +12,12 @@ Codecs load lazily: a modality's networks are built the first time it is used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from anygpt.bundles.files import check_files, resolve, sha256
 from anygpt.codecs.base import Codec, build_codec
 from anygpt.errors import AnyGPTError, BundleError
 from anygpt.generate.config import DecodingConfig
@@ -113,6 +113,9 @@ def bundle_names() -> list[str]:
 def load_bundle(name_or_path: str | Path, *, device: str = "cpu", dtype: str | None = None,
                 verify: bool = True) -> Bundle:
     """A built-in bundle by name, or a bundle directory (hashes checked unless `verify=False`)."""
+    from anygpt.model import resolve_device
+
+    resolve_device(device)
     builtins = _builtins()
     if str(name_or_path) in builtins:
         bundle = builtins[str(name_or_path)]()
@@ -131,30 +134,51 @@ def _load_dir(path: Path, *, device: str, dtype: str | None, verify: bool) -> Bu
     from anygpt.model import load_causal_lm, load_tokenizer
 
     manifest = read_manifest(path)
-    if verify:
-        verify_files(path, manifest)
-    tokenizer = load_tokenizer(path / manifest["tokenizer"]["path"])
-    layout_d = manifest["layout"]
-    layout = VocabLayout(LayoutConfig.from_dict(layout_d), layout_d["base_vocab_size"])
+    check_files(path, manifest, hashes=verify)
+    prompt_format = load_format(manifest["prompt_format"])
+    decoding = _manifest_part(path, "decoding", DecodingConfig.from_dict, manifest.get("decoding", {}))
+    layout_config = _manifest_part(path, "layout", LayoutConfig.from_dict, manifest["layout"])
+    tokenizer = load_tokenizer(resolve(path, manifest["tokenizer"]["path"], manifest, what="tokenizer path"))
+    layout = _manifest_part(path, "layout", lambda c: VocabLayout(c, manifest["layout"]["base_vocab_size"]),
+                            layout_config)
     layout.verify(tokenizer)
+    llm = manifest["llm"]["path"]
     # weights stored in half precision to stay small say which precision to run them in
-    model = load_causal_lm(path / manifest["llm"]["path"], device=device,
-                           dtype=dtype or manifest["llm"].get("load_dtype"))
+    model = load_causal_lm(resolve(path, llm, manifest, what="llm path"), device=device,
+                           dtype=dtype or manifest["llm"].get("load_dtype"),
+                           safetensors_only=not Path(llm).is_absolute())
     rows = model.get_input_embeddings().weight.shape[0]
     if rows < layout.vocab_size:
         raise BundleError(f"{path}: the model has {rows} embedding rows, the layout needs {layout.vocab_size}")
-    codecs = {
-        modality: CodecSlot(modality, c["name"], c.get("config", {}),
-                            path / c["weights"] if c.get("weights") else None, device=device)
-        for modality, c in manifest.get("codecs", {}).items()
-    }
     return Bundle(
-        name=manifest["name"], model=model, tokenizer=tokenizer, layout=layout,
-        prompt_format=load_format(manifest["prompt_format"]),
-        decoding=DecodingConfig.from_dict(manifest.get("decoding", {})),
-        codecs=codecs, description=manifest.get("description", ""), path=path,
-        extra=manifest.get("extra", {}),
+        name=manifest["name"], model=model, tokenizer=tokenizer, layout=layout, prompt_format=prompt_format,
+        decoding=decoding, codecs=_codec_slots(path, manifest.get("codecs", {}), manifest, device),
+        description=manifest.get("description", ""), path=path, extra=manifest.get("extra", {}),
     )
+
+
+def _manifest_part(path: Path, key: str, build, value):
+    """build(value), with a wrong-typed or out-of-range manifest entry as one BundleError."""
+    try:
+        return build(value)
+    except BundleError:
+        raise
+    except (AnyGPTError, TypeError, ValueError, KeyError, AttributeError) as e:
+        raise BundleError(f"{path / MANIFEST}: bad {key!r} ({e})") from None
+
+
+def _codec_slots(path: Path, entries: dict, manifest: dict, device: str) -> dict[str, CodecSlot]:
+    slots = {}
+    for modality, c in entries.items():
+        weights = None
+        if c.get("weights") is not None:
+            weights = resolve(path, c["weights"], manifest, what=f"{modality} codec weights")
+            if weights.suffix != ".safetensors":
+                raise BundleError(f"{path}: {modality} codec weights {c['weights']!r} are not safetensors")
+            if not weights.is_file():
+                raise BundleError(f"{path}: missing codec weights {c['weights']}")
+        slots[modality] = CodecSlot(modality, c["name"], c.get("config", {}), weights, device=device)
+    return slots
 
 
 CODECS_ONLY = "codecs/codecs.json"  # a bundle directory whose LLM is not there yet: its codecs alone
@@ -181,56 +205,69 @@ def load_codec_slots(name_or_path: str | Path, *, device: str = "cpu", shipped: 
         return _builtins()[name]().codecs
     path = packaged_bundles().get(name, Path(name_or_path))
     if (path / MANIFEST).is_file() and not (shipped and (path / CODECS_ONLY).is_file()):
-        entries = read_manifest(path).get("codecs", {})
+        manifest = read_manifest(path)
+        check_files(path, manifest, hashes=False)
     elif (path / CODECS_ONLY).is_file():
-        entries = json.loads((path / CODECS_ONLY).read_text(encoding="utf-8"))
+        try:
+            entries = json.loads((path / CODECS_ONLY).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise BundleError(f"{path / CODECS_ONLY}: unreadable ({e})") from None
+        manifest = {"codecs": entries}
+        _check_codecs(path / CODECS_ONLY, entries)
     else:
         raise _unknown(name, f"{MANIFEST} or {CODECS_ONLY}")
-    slots = {}
-    for modality, c in entries.items():
-        weights = path / c["weights"] if c.get("weights") else None
-        if weights is not None and not weights.is_file():
-            raise BundleError(f"{path}: missing codec weights {c['weights']}")
-        slots[modality] = CodecSlot(modality, c["name"], c.get("config", {}), weights, device=device)
-    return slots
+    return _codec_slots(path, manifest.get("codecs", {}), manifest, device)
+
+
+# the manifest's fields and their JSON types (a missing optional field is fine; a wrong type is not)
+_REQUIRED = {"name": str, "llm": dict, "tokenizer": dict, "layout": dict, "prompt_format": str}
+_OPTIONAL = {"description": str, "decoding": dict, "codecs": dict, "files": dict, "external_files": dict,
+             "extra": dict}
 
 
 def read_manifest(path: Path) -> dict:
+    """The manifest of a bundle folder, its fields checked for presence and JSON type."""
+    where = path / MANIFEST
     try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path / MANIFEST}: unreadable manifest ({e})") from None
-    if manifest.get("anygpt_bundle") != BUNDLE_FORMAT:
+        manifest = json.loads(where.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{where}: unreadable manifest ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("anygpt_bundle") != BUNDLE_FORMAT:
         raise BundleError(f"{path}: not an anygpt bundle of format {BUNDLE_FORMAT}")
-    for key in ("name", "llm", "tokenizer", "layout", "prompt_format"):
+    for key, kind in {**_REQUIRED, **_OPTIONAL}.items():
         if key not in manifest:
-            raise BundleError(f"{path / MANIFEST}: missing {key!r}")
+            if key in _REQUIRED:
+                raise BundleError(f"{where}: missing {key!r}")
+            continue
+        if not isinstance(manifest[key], kind):
+            raise BundleError(f"{where}: {key!r} must be a JSON {kind.__name__.replace('dict', 'object')}, "
+                              f"got {type(manifest[key]).__name__}")
+    for key in ("llm", "tokenizer"):
+        if not isinstance(manifest[key].get("path"), str):
+            raise BundleError(f"{where}: {key}.path must be a string")
+    if not isinstance(manifest["layout"].get("base_vocab_size"), int) or isinstance(
+            manifest["layout"].get("base_vocab_size"), bool):
+        raise BundleError(f"{where}: layout.base_vocab_size must be an integer")
+    _check_codecs(where, manifest.get("codecs", {}))
     return manifest
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _check_codecs(where: Path, entries) -> None:
+    if not isinstance(entries, dict):
+        raise BundleError(f"{where}: codecs must be an object of modality: {{name, config, weights}}")
+    for modality, c in entries.items():
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+            raise BundleError(f"{where}: codec {modality!r} must be an object with a string 'name'")
+        if not isinstance(c.get("config", {}), dict):
+            raise BundleError(f"{where}: codec {modality!r}: 'config' must be an object")
+        if c.get("weights") is not None and not isinstance(c["weights"], str):
+            raise BundleError(f"{where}: codec {modality!r}: 'weights' must be a path string")
 
 
-def verify_files(path: Path, manifest: dict) -> None:
-    """Every file of the bundle against its sha256; external weights (official folders, too large
-    to hash at each load) against their recorded sizes."""
-    for name, size in manifest.get("external_files", {}).items():
-        f = Path(name)
-        if not f.is_file():
-            raise BundleError(f"{path}: missing {f} (named by the manifest)")
-        if f.stat().st_size != size:
-            raise BundleError(f"{path}: {f} changed size since the bundle was made ({f.stat().st_size} != {size} bytes)")
-    for rel, digest in manifest.get("files", {}).items():
-        f = path / rel
-        if not f.is_file():
-            raise BundleError(f"{path}: missing file {rel} listed in the manifest")
-        if sha256(f) != digest:
-            raise BundleError(f"{path}: {rel} does not match its hash in the manifest (corrupt or changed)")
+def verify_files(path: Path, manifest: dict) -> int:
+    """Every file of the bundle against its sha256, external weights against their sizes, every
+    named path confined and covered (see files.py); returns the number of hashed files."""
+    return check_files(path, manifest)
 
 
 # --- saving --------------------------------------------------------------------------------------

@@ -1,11 +1,36 @@
 """Decoding settings: one `SamplingConfig` per output modality, switched by the generator itself when
-a media span opens or closes, and named presets in a plain table."""
+a media span opens or closes, and named presets in a plain table.
+
+Every value is checked in one place, `__post_init__`, against the field's type and range, whether it
+comes from a preset, a bundle's manifest or the command line; `parse_settings` turns `--set KEY=VALUE`
+strings into values of the field's type (KEY: a top-level field, `<modality>_<field>`, or
+`max_seconds_<modality>`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from anygpt.errors import AnyGPTError
+
+MODALITIES = ("text", "image", "speech", "music")
+MAX_SEED = 2**63 - 1  # what torch.manual_seed and numpy's generators all accept
+
+
+def _number(name: str, value, *, kind: type, low: float, high: float = math.inf, low_open: bool = False) -> None:
+    """`value` is a `kind` (int for a float field too, never a bool) within [low, high] ((low, high] if low_open)."""
+    kinds = (int, float) if kind is float else (int,)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise AnyGPTError(f"{name} must be {'a number' if kind is float else 'an integer'}, got {value!r}")
+    if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
+        where = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise AnyGPTError(f"{name} must be in {where}, got {value!r}")
+
+
+def _flag(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise AnyGPTError(f"{name} must be true or false, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -18,10 +43,12 @@ class SamplingConfig:
     repetition_penalty: float = 1.0  # applied to the tokens of the current span only
 
     def __post_init__(self) -> None:
-        if self.num_beams < 1 or self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
-            raise AnyGPTError(f"invalid sampling settings: {self}")
-        if self.repetition_penalty <= 0:
-            raise AnyGPTError("repetition_penalty must be positive")
+        _flag("do_sample", self.do_sample)
+        _number("num_beams", self.num_beams, kind=int, low=1, high=64)
+        _number("temperature", self.temperature, kind=float, low=0, high=100, low_open=True)
+        _number("top_k", self.top_k, kind=int, low=0)
+        _number("top_p", self.top_p, kind=float, low=0, high=1, low_open=True)
+        _number("repetition_penalty", self.repetition_penalty, kind=float, low=0, high=100, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -35,6 +62,19 @@ class DecodingConfig:
     constrained: bool = True  # enforce valid spans (see processors.SpanConstraint)
     seed: int | None = None
 
+    def __post_init__(self) -> None:
+        for name in MODALITIES:
+            if not isinstance(getattr(self, name), SamplingConfig):
+                raise AnyGPTError(f"{name} must be a table of sampling settings")
+        _number("max_new_tokens", self.max_new_tokens, kind=int, low=1)
+        if not isinstance(self.max_seconds, dict):
+            raise AnyGPTError(f"max_seconds must be a table of modality: seconds, got {self.max_seconds!r}")
+        for modality, seconds in self.max_seconds.items():
+            _number(f"max_seconds_{modality}", seconds, kind=float, low=0, low_open=True)
+        _flag("constrained", self.constrained)
+        if self.seed is not None:
+            _number("seed", self.seed, kind=int, low=0, high=MAX_SEED)
+
     def for_modality(self, name: str) -> SamplingConfig:
         if name == "text":
             return self.text
@@ -47,26 +87,105 @@ class DecodingConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DecodingConfig":
+        if not isinstance(d, dict):
+            raise AnyGPTError(f"decoding settings must be a table, got {type(d).__name__}")
         d = dict(d)
-        for key in ("text", "image", "speech", "music"):
+        _known("decoding", d, cls)
+        for key in MODALITIES:
             if key in d and isinstance(d[key], dict):
+                _known(key, d[key], SamplingConfig)
                 d[key] = SamplingConfig(**d[key])
+        if isinstance(d.get("max_seconds"), dict):
+            d["max_seconds"] = dict(d["max_seconds"])
         return cls(**d)
 
     def override(self, **changes) -> "DecodingConfig":
-        """Replace top-level fields, or one modality's fields with keys like `music_top_p`."""
+        """Replace top-level fields, one modality's fields with keys like `music_top_p`, or one span
+        limit with `max_seconds_music`; None leaves a value as it is."""
         top, per = {}, {}
         for key, value in changes.items():
             if value is None:
                 continue
             modality, _, name = key.partition("_")
-            if modality in ("text", "image", "speech", "music") and name:
+            if key.startswith("max_seconds_"):
+                top["max_seconds"] = {**top.get("max_seconds", self.max_seconds), key[len("max_seconds_"):]: value}
+            elif modality in MODALITIES and name:
+                _known(modality, {name: value}, SamplingConfig)
                 per.setdefault(modality, {})[name] = value
             else:
+                _known("decoding", {key: value}, DecodingConfig)
                 top[key] = value
         for modality, fields_ in per.items():
             top[modality] = replace(getattr(self, modality), **fields_)
         return replace(self, **top)
+
+
+def _known(where: str, d: dict, cls) -> None:
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise AnyGPTError(f"unknown {where} setting {unknown[0]!r}; known: {', '.join(sorted(names))}")
+
+
+def _field_type(key: str) -> str:
+    """The declared type of a settable key, as written in the dataclass ("bool", "int | None", ...)."""
+    modality, _, name = key.partition("_")
+    if key.startswith("max_seconds_") and len(key) > len("max_seconds_"):
+        return "float"
+    if modality in MODALITIES and name:
+        owner, name = SamplingConfig, name
+    else:
+        owner, name = DecodingConfig, key
+    types = {f.name: f.type for f in fields(owner)}
+    if name not in types or types[name] not in ("bool", "int", "float", "int | None"):
+        settable = sorted([*(n for n, t in {f.name: f.type for f in fields(DecodingConfig)}.items()
+                             if t in ("bool", "int", "int | None")),
+                           "max_seconds_<modality>", "<modality>_<" + "|".join(f.name for f in fields(SamplingConfig)) + ">"])
+        raise AnyGPTError(f"bad decoding setting {key!r}: unknown key; settable: {', '.join(settable)}")
+    return types[name]
+
+
+def parse_value(key: str, text: str):
+    """One `--set` value as its field's type: true/false for flags, a whole number for counts and
+    seeds, a finite number for the rest (ranges are checked when the setting is applied)."""
+    kind = _field_type(key)
+    low = text.strip().lower()
+    if kind == "bool":
+        if low not in ("true", "false"):
+            raise AnyGPTError(f"bad decoding setting {key}={text!r}: expected true or false")
+        return low == "true"
+    if kind == "int | None" and low in ("none", ""):
+        return None
+    try:
+        value = int(low) if kind.startswith("int") else float(low)
+    except ValueError:
+        expected = "a whole number" if kind.startswith("int") else "a number"
+        raise AnyGPTError(f"bad decoding setting {key}={text!r}: expected {expected}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise AnyGPTError(f"bad decoding setting {key}={text!r}: expected a finite number")
+    return value
+
+
+def parse_settings(items: list[str]) -> dict:
+    """`--set KEY=VALUE` strings -> {key: typed value}, checked against a default config's ranges
+    (so that a bad value fails before anything is loaded); apply them with `override`."""
+    changes: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise AnyGPTError(f"--set expects KEY=VALUE, got {item!r}")
+        changes[key] = parse_value(key, text)
+    check_settings(changes)
+    return changes
+
+
+def check_settings(changes: dict) -> None:
+    """Raise AnyGPTError naming the first value out of its field's range."""
+    try:
+        DecodingConfig().override(**changes)
+    except AnyGPTError as e:
+        raise AnyGPTError(f"bad decoding setting: {e}") from None
 
 
 # Named presets. "paper" is Table 9 of the paper; "release" the released per-output config files

@@ -56,7 +56,10 @@ def parse_reply(ids: list[int], layout: VocabLayout, tokenizer, *, stop_ids=()) 
     for tok in ids:
         if tok in stops:
             break
-        kind = int(kinds[tok]) if 0 <= tok < kinds.numel() else 0
+        if not 0 <= tok < kinds.numel():  # e.g. a padded embedding row beyond the tokenizer
+            warnings.warn(f"dropped token id {tok}, outside the vocabulary", stacklevel=2)
+            continue
+        kind = int(kinds[tok])
         if span is None:
             if kind < 0 and kind > -100:  # a start token
                 flush_text()

@@ -1,9 +1,11 @@
 """Prompt formats, task prompts and instruction pools: data files in this folder, loaded only here.
 
-A prompt is a list of pieces: plain strings and `Media` (a modality name and its codes). Strings go
-through the text tokenizer (which knows role tokens such as [Human] as added tokens); media become
-ids by arithmetic in the vocabulary layout. Because every media span starts and ends with an added
-token, encoding the pieces one by one gives the same ids as tokenizing the whole rendered string.
+A prompt is a list of pieces: plain strings (the prompt builder's own text), `UserText` (what a user
+typed) and `Media` (a modality name and its codes). Strings go through the text tokenizer (which
+knows role tokens such as [Human] as added tokens); user text goes through the same tokenizer but can
+never produce a control id (see user_text.py); media become ids by arithmetic in the vocabulary
+layout. Because every media span starts and ends with an added token, encoding the pieces one by one
+gives the same ids as tokenizing the whole rendered string.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from anygpt.errors import AnyGPTError
 from anygpt.layout import VocabLayout
+from anygpt.prompts.user_text import UserText, encode_text_run
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class Media:
         return f"Media({self.modality}, codes={tuple(self.codes.shape)})"
 
 
-Piece = Union[str, Media]
+Piece = Union[str, UserText, Media]
 DIRECTIONS = ("to_text", "from_text")
 
 
@@ -97,7 +100,7 @@ class PromptFormat:
 
     # --- base ---------------------------------------------------------------------------------------
     def base_pieces(self, direction: str, instruction: str, *, media: Media | None = None,
-                    text: str | None = None, layout: VocabLayout | None = None,
+                    text: str | UserText | None = None, layout: VocabLayout | None = None,
                     open_span: str | None = None) -> list[Piece]:
         """A pretraining sample when both sides are given; otherwise the inference prompt, cut right
         after the generation prompt (`open_span` names a modality whose span is opened too)."""
@@ -107,7 +110,8 @@ class PromptFormat:
             raise AnyGPTError(f"unknown direction {direction!r}: expected one of {DIRECTIONS}")
         if media is None and text is None:
             raise AnyGPTError("a base prompt needs its input: media for to_text, text for from_text")
-        values = {"instruction": instruction, "media": [media] if media is not None else [], "text": text or ""}
+        values = {"instruction": instruction, "media": [media] if media is not None else [],
+                  "text": text if text is not None else ""}
         if media is not None and text is not None:
             return fill(template, **values)
         cut = template.index(self.generation_prompt) + len(self.generation_prompt)
@@ -197,8 +201,9 @@ def _placeholders(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
-def fill(template: str, **values: Union[str, list[Piece]]) -> list[Piece]:
-    """Fill {name} placeholders: a string value is substituted as text, a list of pieces in place."""
+def fill(template: str, **values: Union[str, UserText, list[Piece]]) -> list[Piece]:
+    """Fill {name} placeholders: a string (or UserText) value is substituted as text, a list of pieces
+    in place."""
     out: list[Piece] = []
     for literal, name, spec, conv in string.Formatter().parse(template):
         if literal:
@@ -210,15 +215,22 @@ def fill(template: str, **values: Union[str, list[Piece]]) -> list[Piece]:
         if name not in values:
             raise AnyGPTError(f"template needs a value for {{{name}}}: {template!r}")
         value = values[name]
-        out.extend([value] if isinstance(value, str) else value)
+        out.extend([value] if isinstance(value, (str, UserText)) else value)
     return merge_text(out)
 
 
 def merge_text(pieces: list[Piece]) -> list[Piece]:
-    """Join adjacent strings and drop empty ones, so text is tokenized as it would be in one string."""
+    """Join adjacent strings (and adjacent user texts) and drop empty ones; a user text stays apart
+    from the builder's strings (encode_pieces tokenizes the two together, as one string)."""
     out: list[Piece] = []
     for p in pieces:
-        if isinstance(p, str):
+        if isinstance(p, UserText):
+            if not p.text:
+                continue
+            if out and isinstance(out[-1], UserText):
+                out[-1] = UserText(out[-1].text + p.text)
+                continue
+        elif isinstance(p, str):
             if not p:
                 continue
             if out and isinstance(out[-1], str):
@@ -234,6 +246,8 @@ def render_text(pieces: list[Piece], layout: VocabLayout) -> str:
     for p in pieces:
         if isinstance(p, str):
             parts.append(p)
+        elif isinstance(p, UserText):
+            parts.append(p.text)
         else:
             spec = layout[p.modality].spec
             stream = spec.flatten(p.codes).tolist()
@@ -242,11 +256,22 @@ def render_text(pieces: list[Piece], layout: VocabLayout) -> str:
 
 
 def encode_pieces(pieces: list[Piece], tokenizer, layout: VocabLayout) -> list[int]:
-    """Token ids of a prompt: strings through the tokenizer, media by layout arithmetic."""
+    """Token ids of a prompt: each run of text (strings and user text) through the tokenizer as one
+    string, user text never giving a control id; media by layout arithmetic."""
     ids: list[int] = []
-    for p in merge_text(pieces):
-        if isinstance(p, str):
-            ids += tokenizer(p, add_special_tokens=False)["input_ids"]
-        else:
+    run: list = []
+    for p in merge_text(pieces) + [None]:
+        if isinstance(p, (str, UserText)):
+            run.append(p)
+            continue
+        if run:
+            ids += encode_text_run(run, tokenizer, layout)
+            run = []
+        if p is not None:
             ids += layout.span_ids(p.modality, p.codes).tolist()
     return ids
+
+
+def user_pieces(content: list) -> list[Piece]:
+    """A user's message: its strings become UserText (media stay as they are)."""
+    return [UserText(p) if isinstance(p, str) else p for p in content]

@@ -27,16 +27,29 @@ def run_tokenize(args) -> int:
     from anygpt.data.pipeline.tokenize import TokenizeConfig
     from anygpt.data.pipeline.tokenize import run_tokenize as go
 
+    from anygpt.errors import AnyGPTError
+
     seconds = {}
     for item in args.max_seconds or []:
         k, _, v = item.partition("=")
-        seconds[k] = float(v)
+        try:
+            seconds[k] = float(v)
+        except ValueError:
+            seconds[k] = float("nan")
+        if k not in ("speech", "music") or not 0 < seconds[k] < float("inf"):
+            raise AnyGPTError(f"--max-seconds expects speech=SECONDS or music=SECONDS (positive), got {item!r}")
     cfg = TokenizeConfig(inputs=args.inputs, out=args.out, bundle=args.bundle, dataset=args.dataset or "",
                          workers=args.workers, chunk_size=args.chunk_size, engine=args.engine,
                          ray_address=args.ray_address, max_seconds=seconds)
     _print_config("tokenize", {k: v for k, v in asdict(cfg).items() if k != "fail_after_chunks"})
     manifest = go(cfg)
     print(json.dumps({"out": args.out, **manifest["counts"]}))
+    skipped = manifest["skipped"]
+    if skipped:
+        print(f"tokenize: skipped {len(skipped)} bad records (all listed under 'skipped' in "
+              f"{args.out}/manifest.json):", file=sys.stderr)
+        for line in skipped[:10]:
+            print(f"  {line}", file=sys.stderr)
     return 0
 
 

@@ -54,7 +54,7 @@ class TokenizeConfig:
 def load_codecs(bundle):
     """(layout, {modality: codec slot}, description) of a built-in bundle, a bundle folder (its LLM
     is not loaded: tokenizing media needs only the codecs) or an already loaded Bundle."""
-    from anygpt.bundles import Bundle, CodecSlot, bundle_names, load_bundle, packaged_bundles, read_manifest
+    from anygpt.bundles import Bundle, bundle_names, load_bundle, load_codec_slots, packaged_bundles, read_manifest
     from anygpt.layout import LayoutConfig, VocabLayout
 
     if isinstance(bundle, Bundle):
@@ -66,9 +66,11 @@ def load_codecs(bundle):
     else:
         path = packaged_bundles().get(str(bundle), Path(bundle))  # a packaged name ("tiny") or a folder
         manifest = read_manifest(path)
-        layout = VocabLayout(LayoutConfig.from_dict(manifest["layout"]), manifest["layout"]["base_vocab_size"])
-        codecs = {m: CodecSlot(m, c["name"], c.get("config", {}), path / c["weights"] if c.get("weights") else None)
-                  for m, c in manifest.get("codecs", {}).items()}
+        try:
+            layout = VocabLayout(LayoutConfig.from_dict(manifest["layout"]), manifest["layout"]["base_vocab_size"])
+        except (AnyGPTError, TypeError, ValueError, KeyError) as e:
+            raise AnyGPTError(f"{path}: bad layout in the manifest ({e})") from None
+        codecs = load_codec_slots(path)  # paths confined to the bundle, weights safetensors
     describe = {
         "bundle": bundle,
         "layout": {**layout.config.to_dict(), "base_vocab_size": layout.base_vocab_size},
@@ -139,10 +141,31 @@ def encode_chunk(index: int, records: list, cfg: TokenizeConfig, codecs, layout)
             if m != "text":
                 tokens[m] = tokens.get(m, 0) + len(c) + 2
     stats = {"file": f"{shards.shard_name(index)}.parquet", "records": len(records), "errors": len(errors),
-             "error_examples": errors[:5], "by_kind": by_kind, "media_tokens": tokens,
-             "keys": [r["key"] for r in rows]}
+             "error_examples": errors[:5], "skipped": errors, "by_kind": by_kind, "media_tokens": tokens,
+             "keys": [r["key"] for r in rows], "chunk_size": cfg.chunk_size, "records_digest": records_digest(records)}
     shards.write_shard(Path(cfg.out), index, rows, shards.UNITS, stats)
-    return {k: v for k, v in stats.items() if k != "keys"} | {"index": index, "rows": len(rows)}
+    return {k: v for k, v in stats.items() if k not in ("keys", "skipped")} | {"index": index, "rows": len(rows)}
+
+
+def records_digest(records: list) -> str:
+    """What a chunk was made of: the keys of its records, in order (a resumed job must agree)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(str(key) for key, _, _ in records).encode()).hexdigest()
+
+
+def _check_resume(cfg: TokenizeConfig, chunks: list, done: dict) -> None:
+    """Refuse to resume when the finished chunks were cut from other records (another --chunk-size or
+    other inputs): skipping them would lose records, redoing them would write some twice."""
+    n = len(chunks)
+    for i, stats in done.items():
+        same = i < n and (stats["records_digest"] == records_digest(chunks[i][1]) if "records_digest" in stats
+                          else stats["records"] == len(chunks[i][1]) and stats.get("chunk_size", cfg.chunk_size) == cfg.chunk_size)
+        if not same:
+            was = stats.get("chunk_size")
+            how = f"--chunk-size {was}" if was is not None and was != cfg.chunk_size else "other inputs or chunking"
+            raise AnyGPTError(f"{cfg.out}: its finished chunks were made with {how}; resume with the same "
+                              f"--chunk-size and inputs, or tokenize into a new --out")
 
 
 # --- the job --------------------------------------------------------------------------------------
@@ -184,6 +207,7 @@ def run_tokenize(cfg: TokenizeConfig, *, quiet: bool = False, bundle=None) -> di
     describe["bundle"] = cfg.bundle
     done = shards.done_shards(out)
     chunks = list(_chunks(cfg))
+    _check_resume(cfg, chunks, done)
     pending = [(i, c) for i, c in chunks if i not in done]
     progress = _Progress(len(chunks), len(chunks) - len(pending), quiet)
     if not quiet and done:
@@ -221,6 +245,8 @@ def _finish(cfg: TokenizeConfig, describe: dict, n_chunks: int) -> dict:
         "counts": {"records": sum(s["records"] for s in stats), "units": sum(s["rows"] for s in stats),
                    "errors": sum(s["errors"] for s in stats), "by_kind": by_kind, "media_tokens": tokens},
         "error_examples": [e for s in stats for e in s["error_examples"]][:10],
+        # every skipped record with its reason ("<file>:<line index>: why")
+        "skipped": [e for s in stats for e in s.get("skipped", s["error_examples"])],
         "shards": [{"file": s["file"], "rows": s["rows"]} for s in stats],
         "config": {k: v for k, v in asdict(cfg).items() if k != "fail_after_chunks"},
     }
