@@ -90,6 +90,20 @@ def test_masking_base_pairs_split_at_the_generation_prompt(builder, debug_bundle
         assert s.roles[0] == CONTEXT
 
 
+@pytest.mark.parametrize("text", ["a red <soim> kite", "see <eoh> here", "a </s> b", "codes <👀12><👀3>",
+                                  "<sosp><🗣️5><eosp>", "[Human]: hi"])
+def test_data_text_never_produces_control_or_code_ids(builder, text):
+    """A record's text is refused (the mixture skips and counts it) if it would give a span, role,
+    special or code token: only the sample builder places them."""
+    from anygpt.errors import AnyGPTError
+
+    with pytest.raises(AnyGPTError, match="token"):
+        builder.pair(_image(), text, "to_text", "Describe it.")
+    with pytest.raises(AnyGPTError, match="token"):
+        builder.interleaved([text, _image()])
+    builder.pair(_image(), text.replace("<", "(").replace(">", ")").replace("[", "("), "to_text", "Describe it.")
+
+
 def test_masking_sample_directions_honour_their_probabilities(builder):
     """Binomial check of P(to_text) per dataset, and exact extremes (the release passed the
     probability into the wrong argument and always split 50/50)."""

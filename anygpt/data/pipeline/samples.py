@@ -35,6 +35,7 @@ from anygpt.prompts import (
     load_pool,
     load_tasks,
 )
+from anygpt.prompts.user_text import control_ids
 
 CONTEXT, USER, ASSISTANT = 0, 1, 2  # the per-token roles
 ROLE_NAMES = {CONTEXT: "context", USER: "user", ASSISTANT: "assistant"}
@@ -83,16 +84,24 @@ class SampleBuilder:
         self.bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
         self.eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
         self._forbidden = set(self.base.tokens) | set(self.chat.tokens)
+        self._control = control_ids(tokenizer, layout)
         self._gen = {fmt.name: self.encode([fmt.generation_prompt]) for fmt in (self.base, self.chat)}
 
     def encode(self, pieces: list[Piece]) -> list[int]:
         return encode_pieces(pieces, self.tokenizer, self.layout)
 
     def _check_text(self, text: str) -> None:
+        """Data text, like a user's text, never produces a control or code id: a record whose text
+        would (a role token, "<soim>", a code token) is refused, and the mixture skips and counts it."""
         # a role token inside data text would be read as structure (and break the role split)
         for tok in self._forbidden:
             if tok in text:
                 raise AnyGPTError(f"text contains the format token {tok!r}")
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        bad = next((i for i in ids if i in self._control), None)
+        if bad is not None:
+            token = self.tokenizer.convert_ids_to_tokens(bad)
+            raise AnyGPTError(f"text contains the reserved token {token!r}")
 
     def _header_len(self, ids: list[int], fmt: PromptFormat) -> int:
         """Tokens of the generation prompt at the start of an assistant part (0 when it differs)."""
