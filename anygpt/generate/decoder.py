@@ -15,7 +15,8 @@ Two implementations of one interface:
                   whole batch, no per-step allocation of the cache, no HF generation machinery)
     HFDecoder     any other HF causal LM through its own forward, one DynamicCache per row (correct
                   everywhere, batched only in the processors)
-Both return float32 logits of the last position, as `model.generate` does.
+Both give float32 logits of the last position, as `model.generate` does; the output layer is split
+off (`logits`) so that the engine computes only the columns the span constraint allows.
 """
 
 from __future__ import annotations
@@ -42,11 +43,15 @@ class KVPrefix:
 class Decoder(Protocol):
     def prefill(self, slot: int, ids: list[int], start: int) -> torch.Tensor:
         """Write `ids` at positions start.. of `slot` (positions < start are already cached);
-        return the logits after the last one, (V,) float32."""
+        return the output state after the last one, (C,), for `logits`."""
 
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """One token per active slot: tokens (B,) at positions lengths (B,) of slots 0..B-1;
-        return (B, V) float32 logits."""
+        return (B, C) output states."""
+
+    def logits(self, states: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C) output states -> (B, V) float32 logits, or (B, len(columns)) for those token ids
+        only (the span constraint usually allows a small part of the vocabulary)."""
 
     def move(self, src: int, dst: int, length: int) -> None:
         """Copy the first `length` cached positions of slot src into slot dst."""
@@ -56,6 +61,10 @@ class Decoder(Protocol):
 
     def load(self, slot: int, prefix: KVPrefix, length: int) -> None:
         """Put the first `length` positions of a prefix into `slot`."""
+
+
+FUSE_MAX_BYTES = 1 << 30  # fuse the projections of models whose layers take at most 1 GiB
+HEAD_CACHE = 32  # column sets of the output layer kept gathered (text, each codebook, ends...)
 
 
 def make_decoder(model, *, rows: int = 8, length: int = 512) -> Decoder:
@@ -86,19 +95,24 @@ class LlamaDecoder:
         self.kv_heads = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.scaling = self.head_dim ** -0.5
+        # q/k/v and gate/up as one matrix each (fewer, wider matmuls: what small models need on a
+        # CPU); a copy of the layer weights, so only below FUSE_MAX_BYTES
+        layer_bytes = sum(p.numel() * p.element_size() for p in base.layers.parameters())
+        fuse = layer_bytes <= FUSE_MAX_BYTES
         self.layers = []
         for layer in base.layers:
             a, m = layer.self_attn, layer.mlp
-            self.layers.append((
+            qkv = _join([a.q_proj, a.k_proj, a.v_proj]) if fuse else None
+            gate_up = _join([m.gate_proj, m.up_proj]) if fuse else None
+            self.layers.append(_Layer(
                 layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon,
-                a.q_proj.weight, a.q_proj.bias, a.k_proj.weight, a.k_proj.bias,
-                a.v_proj.weight, a.v_proj.bias, a.o_proj.weight, a.o_proj.bias,
+                a.q_proj, a.k_proj, a.v_proj, qkv, (a.o_proj.weight, a.o_proj.bias),
                 layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon,
-                m.gate_proj.weight, m.gate_proj.bias, m.up_proj.weight, m.up_proj.bias,
-                m.down_proj.weight, m.down_proj.bias, m.act_fn))
+                m.gate_proj, m.up_proj, gate_up, (m.down_proj.weight, m.down_proj.bias), m.act_fn))
         self.norm = (base.norm.weight, base.norm.variance_epsilon)
         self.lm_head = (model.lm_head.weight, model.lm_head.bias)
         self.rotary = base.rotary_emb
+        self._heads: dict[bytes, tuple] = {}  # output-layer rows per column set
         self.rows, self.capacity = 0, 0
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
@@ -159,7 +173,7 @@ class LlamaDecoder:
             mask = torch.arange(start + n, device=self.device)[None, :] <= pos[:, None]  # (n, start+n)
             mask = mask[None, None]
         write = (torch.tensor([slot], device=self.device), slice(start, start + n))
-        return self._forward(x, pos[None], write, slice(slot, slot + 1), start + n, mask)[0]
+        return self._forward(x, pos[None], write, slice(slot, slot + 1), start + n, mask)[0]  # (C,)
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -178,14 +192,23 @@ class LlamaDecoder:
         h = F.embedding(x, self.embed)  # (B, n, C)
         cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]  # (B, 1, n, D)
         decode = isinstance(write[1], torch.Tensor)
-        for i, (w_in, eps_in, wq, bq, wk, bk, wv, bv, wo, bo, w_post, eps_post,
-                wg, bg, wu, bu, wd, bd, act) in enumerate(self.layers):
-            y = _rms_norm(h, w_in, eps_in)
-            q = F.linear(y, wq, bq).view(bsz, n, -1, self.head_dim).transpose(1, 2)  # (B, H, n, D)
-            k = F.linear(y, wk, bk).view(bsz, n, -1, self.head_dim).transpose(1, 2)  # (B, Hkv, n, D)
-            v = F.linear(y, wv, bv).view(bsz, n, -1, self.head_dim).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+        hd = self.head_dim
+        for i, L in enumerate(self.layers):
+            y = _rms_norm(h, L.w_in, L.eps_in)
+            if L.qkv is not None:  # q and k are adjacent: rotate them together, (B, H + Hkv, n, D)
+                qkv = F.linear(y, *L.qkv)
+                split = (self.heads + self.kv_heads) * hd
+                qk = qkv[..., :split].view(bsz, n, -1, hd).transpose(1, 2)
+                qk = qk * cos + _rotate_half(qk) * sin
+                q, k = qk.split([self.heads, self.kv_heads], 1)  # (B, H, n, D), (B, Hkv, n, D)
+                v = qkv[..., split:]
+            else:
+                q = L.q(y).view(bsz, n, -1, hd).transpose(1, 2)
+                k = L.k(y).view(bsz, n, -1, hd).transpose(1, 2)
+                q = q * cos + _rotate_half(q) * sin
+                k = k * cos + _rotate_half(k) * sin
+                v = L.v(y)
+            v = v.reshape(bsz, n, -1, hd).transpose(1, 2)  # (B, Hkv, n, D)
             kc, vc = self.k[i], self.v[i]
             if decode:  # one new column per row, each at its own length
                 kc[write[0], :, write[1]] = k[:, :, 0]
@@ -197,14 +220,55 @@ class LlamaDecoder:
             o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scaling,
                                                is_causal=mask is None and n > 1,
                                                enable_gqa=self.heads != self.kv_heads)
-            h = h + F.linear(o.transpose(1, 2).reshape(bsz, n, -1), wo, bo)
-            y = _rms_norm(h, w_post, eps_post)
-            h = h + F.linear(act(F.linear(y, wg, bg)) * F.linear(y, wu, bu), wd, bd)
-        last = _rms_norm(h[:, -1:], *self.norm)
-        return F.linear(last, *self.lm_head)[:, 0].float()  # (B, V)
+            h = h + F.linear(o.transpose(1, 2).reshape(bsz, n, -1), *L.o)
+            y = _rms_norm(h, L.w_post, L.eps_post)
+            if L.gate_up is not None:
+                g, u = F.linear(y, *L.gate_up).chunk(2, dim=-1)
+            else:
+                g, u = L.gate(y), L.up(y)
+            h = h + F.linear(L.act(g) * u, *L.down)
+        return _rms_norm(h[:, -1], *self.norm)  # (B, C)
+
+    @torch.no_grad()
+    def logits(self, states: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
+        w, b = self.lm_head
+        if columns is not None:  # the rows of those tokens, gathered once per set (a span's codebook)
+            key = columns.cpu().numpy().tobytes()
+            if key not in self._heads:
+                if len(self._heads) >= HEAD_CACHE:
+                    self._heads.pop(next(iter(self._heads)))
+                columns = columns.to(w.device)
+                self._heads[key] = (w[columns], None if b is None else b[columns])
+            w, b = self._heads[key]
+        return F.linear(states, w, b).float()
+
+
+@dataclass
+class _Layer:
+    w_in: torch.Tensor
+    eps_in: float
+    q: torch.nn.Module
+    k: torch.nn.Module
+    v: torch.nn.Module
+    qkv: tuple | None  # (weight, bias) of q, k and v stacked
+    o: tuple
+    w_post: torch.Tensor
+    eps_post: float
+    gate: torch.nn.Module
+    up: torch.nn.Module
+    gate_up: tuple | None
+    down: tuple
+    act: object
+
+
+def _join(linears) -> tuple:
+    bias = None if linears[0].bias is None else torch.cat([m.bias for m in linears]).detach()
+    return torch.cat([m.weight for m in linears]).detach(), bias
 
 
 def _rms_norm(h: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    if h.dtype == torch.float32:  # the casts below are no-ops: skip their dispatch
+        return weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps))
     dtype = h.dtype
     h32 = h.to(torch.float32)
     h32 = h32 * torch.rsqrt(h32.pow(2).mean(-1, keepdim=True) + eps)
@@ -232,12 +296,12 @@ class HFDecoder:
         cache = self.caches.get(slot)
         if cache is None or start == 0:
             cache = self.caches[slot] = self._fresh()
-        elif cache.get_seq_length() > start:
-            cache.crop(start)
+        else:
+            _crop(cache, start)
         dev = self.model.device
         out = self.model(input_ids=torch.tensor([ids], device=dev), past_key_values=cache, use_cache=True,
                          position_ids=torch.arange(start, start + len(ids), device=dev)[None])
-        return out.logits[0, -1].float()
+        return out.logits[0, -1].float()  # the output state is the logits row itself
 
     @torch.no_grad()
     def prefill(self, slot: int, ids: list[int], start: int) -> torch.Tensor:
@@ -247,6 +311,9 @@ class HFDecoder:
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return torch.stack([self._run(i, [int(t)], int(n)) for i, (t, n) in enumerate(zip(tokens, lengths))])
 
+    def logits(self, states: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
+        return states if columns is None else states[:, columns]
+
     def move(self, src: int, dst: int, length: int) -> None:
         self.caches[dst] = self.caches.pop(src)
 
@@ -254,12 +321,18 @@ class HFDecoder:
         import copy
 
         cache = copy.deepcopy(self.caches[slot])
-        cache.crop(len(ids))
+        _crop(cache, len(ids))
         return KVPrefix(list(ids), cache)
 
     def load(self, slot: int, prefix: KVPrefix, length: int) -> None:
         import copy
 
         cache = copy.deepcopy(prefix.state)
-        cache.crop(length)
+        _crop(cache, length)
         self.caches[slot] = cache
+
+
+def _crop(cache, length: int) -> None:
+    extra = cache.get_seq_length() - length
+    if extra > 0:
+        cache.crop(-extra)  # transformers 5: a negative count of positions to drop

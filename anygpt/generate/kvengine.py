@@ -3,7 +3,7 @@
     submit ──> waiting ──admit (prefill the uncached part of the prompt)──> active rows ──> finished
                                                                              │  ^
                                                    one decode step: ids ─────┘  │ one token per row
-                                                   (B,) -> logits (B, V) -> SpanConstraint ->
+                                                   (B,) -> allowed tokens (SpanConstraint) -> logits ->
                                                    ModalitySampler -> pick -> on_token callbacks
 
 Rows start and stop independently: a request joins the running batch at the next step, a row
@@ -12,7 +12,9 @@ leaves as soon as it produces a stop token or reaches its token budget. A reques
 same reply): only the tokens after the common prefix are computed.
 
 The engine sees only token ids. The processors keep their semantics (processors.py) but read each
-row's span state from tensors updated one token at a time, instead of rescanning the ids.
+row's span state from tensors updated one token at a time, instead of rescanning the ids. Their
+tensors live on the CPU (a few per row); only the logits of the allowed tokens come back from the
+model's device each step.
 
 Seeded sampling draws like `model.generate`: requests submitted together form a cohort, and each
 step draws one (cohort size, V) block of exponential noise per live cohort, in submission order;
@@ -37,6 +39,9 @@ from anygpt.layout import VocabLayout
 # appends a top-k warper after the processors. The former path (reference.py) sampled that way, so
 # the engine does too, to give the same ids: every sampled token is drawn from at most 50 tokens.
 GENERATE_DEFAULT_TOP_K = 50
+# The output layer is computed only for the tokens some row may produce, when they are at most this
+# share of the vocabulary (in a span, one codebook; in text, the text tokens and span starts).
+COLUMNS_FRACTION = 0.5
 
 
 @dataclass
@@ -71,7 +76,7 @@ class _Row:
     stops: frozenset
     cohort: "_Cohort"
     index: int  # within the cohort
-    logits: torch.Tensor | None = None  # from the prefill, for the first token
+    state: torch.Tensor | None = None  # decoder output of the prefill, for the first token
 
 
 @dataclass
@@ -150,25 +155,39 @@ class Engine:
             parts.append(self.decoder.decode(tokens, lengths))
             for r in rows:
                 r.cached += 1
-        parts += [r.logits[None] for r in self.rows[old:]]
+        parts += [r.state[None] for r in self.rows[old:]]
         for r in self.rows[old:]:
-            r.logits = None
-        scores = torch.cat(parts) if len(parts) > 1 else parts[0]  # (B, V) float32
-        chosen = self._choose(scores)
+            r.state = None
+        states = torch.cat(parts) if len(parts) > 1 else parts[0]  # (B, C)
+        allowed, columns = None, None
+        if self.constraint is not None:
+            allowed = self.constraint.allowed(self.state, self.remaining, self.text_mask)  # (B, V)
+            union = allowed.any(dim=0)
+            if int(union.sum()) <= COLUMNS_FRACTION * self.vocab:
+                columns = union.nonzero()[:, 0]
+                allowed = allowed[:, columns]
+        logits = self.decoder.logits(states, columns).cpu()  # (B, V) or (B, len(columns)), float32
+        chosen = self._choose(logits, allowed, columns)
         self._append(chosen)
 
-    def _choose(self, scores: torch.Tensor) -> torch.Tensor:
-        st = self.state
-        if self.constraint is not None:
-            scores = self.constraint.apply(scores, st, self.remaining, text_allowed=self.text_mask)
-        scores = self.sampler.apply(scores, st.modality + 1, self.seen if self.sampler.uses_penalty else None)
+    def _choose(self, scores: torch.Tensor, allowed: torch.Tensor | None,
+                columns: torch.Tensor | None) -> torch.Tensor:
+        """Token ids for (B, V') scores over `columns` of the vocabulary (None: all of it)."""
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        seen = None
+        if self.sampler.uses_penalty:
+            seen = self.seen if columns is None else self.seen[:, columns]
+        scores = self.sampler.apply(scores, self.state.modality + 1, seen)
         if not self.sampling:
-            return scores.argmax(dim=-1)
-        k = min(GENERATE_DEFAULT_TOP_K, scores.shape[-1])
-        scores = scores.masked_fill(scores < torch.topk(scores, k)[0][..., -1, None], float("-inf"))
-        probs = torch.softmax(scores, dim=-1)
-        noise = self._noise(probs.shape[1])
-        return (probs / noise).argmax(dim=-1)
+            picked = scores.argmax(dim=-1)
+        else:
+            k = min(GENERATE_DEFAULT_TOP_K, scores.shape[-1])
+            scores = scores.masked_fill(scores < torch.topk(scores, k)[0][..., -1, None], float("-inf"))
+            probs = torch.softmax(scores, dim=-1)
+            noise = self._noise(self.vocab)  # drawn over the whole vocabulary, as generate draws
+            picked = (probs / (noise if columns is None else noise[:, columns])).argmax(dim=-1)
+        return picked if columns is None else columns[picked]
 
     def _noise(self, vocab: int) -> torch.Tensor:
         """(B, V) exponential noise: one block per live cohort, drawn in submission order."""
@@ -210,7 +229,7 @@ class Engine:
             if start:
                 self.decoder.load(slot, req.prefix, start)
         row.handle.cached_prompt = start
-        row.logits = self.decoder.prefill(slot, row.seq[start:], start)
+        row.state = self.decoder.prefill(slot, row.seq[start:], start)
         row.cached = len(row.seq)
         self.rows.append(row)
         ids = torch.tensor([row.seq])

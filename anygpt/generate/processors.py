@@ -107,13 +107,12 @@ class SpanConstraint:
                 "max": s.max_span_tokens(max_seconds.get(s.name)),
             })
         self.masks = torch.stack(states)  # (S, V)
-        # the table as (M,) tensors, so that a whole batch is looked up at once
-        self.K = torch.tensor([t["K"] for t in self.table])
-        self.fixed = torch.tensor([-1 if t["fixed"] is None else t["fixed"] for t in self.table])
-        self.max = torch.tensor([1 << 40 if t["max"] is None else t["max"] for t in self.table])
-        self.layer_base = torch.tensor([t["layer"][0] for t in self.table])
-        self.layer_or_end_base = torch.tensor([t["layer_or_end"][0] for t in self.table])
-        self.end = torch.tensor([t["end"] for t in self.table])
+        # the table as one (M, 6) tensor, so that a whole batch is looked up with one gather:
+        # K, fixed length (-1: open), longest span, first layer state, first layer-or-end state, end state
+        self.packed = torch.tensor([[t["K"], -1 if t["fixed"] is None else t["fixed"],
+                                     1 << 40 if t["max"] is None else t["max"],
+                                     t["layer"][0], t["layer_or_end"][0], t["end"]] for t in self.table],
+                                   dtype=torch.long).reshape(-1, 6)
 
         # Shortest complete span per modality (start + codes + end), to know whether one still fits.
         self.min_span = torch.tensor([2 + (t["fixed"] or t["K"]) for t in self.table])
@@ -140,16 +139,14 @@ class SpanConstraint:
         """(B,) row of `masks` for each row's span state; `remaining`: (B,) tokens still allowed."""
         if not self.table:
             return torch.zeros_like(st.modality)
-        dev = st.modality.device
         m = st.modality.clamp(min=0)
-        K, fixed, end = self.K.to(dev)[m], self.fixed.to(dev)[m], self.end.to(dev)[m]
+        K, fixed, cap, layer_base, layer_or_end_base, end = _on(self.packed, m.device)[m].unbind(1)
         pos = st.pos
         layer = pos % K
-        layer_state = self.layer_base.to(dev)[m] + layer
+        layer_state = layer_base + layer
         fixed_idx = torch.where(pos < fixed, layer_state, end)
         can_end = (layer == 0) & (pos > 0)
-        open_idx = torch.where(can_end, self.layer_or_end_base.to(dev)[m] + layer, layer_state)
-        cap = self.max.to(dev)[m]
+        open_idx = torch.where(can_end, layer_or_end_base + layer, layer_state)
         if remaining is not None:  # leave room for the end token, on a whole frame
             cap = torch.minimum(cap, (pos + remaining - 1) // K * K)
         open_idx = torch.where((pos >= cap) & (pos > 0), end, open_idx)
@@ -161,19 +158,30 @@ class SpanConstraint:
 
     def apply(self, scores: torch.Tensor, st: SpanState, remaining: torch.Tensor | None,
               text_allowed: torch.Tensor | None = None) -> torch.Tensor:
-        """Mask `scores` (B, V) given each row's span state and remaining budget (B,) or None.
-        `text_allowed` (B, V): each row's own allowed tokens in text (rows that may open different
-        spans), instead of this constraint's `allowed_starts`."""
-        idx = self.state_index_of(st, remaining)
-        allowed = self.masks.to(scores.device)[idx]  # (B, V)
-        if text_allowed is not None:
-            allowed = torch.where((idx == 0)[:, None], text_allowed.to(scores.device), allowed)
-        if remaining is not None:  # no span may open that cannot be completed within the budget
-            too_long = remaining[:, None] < self.min_span.to(scores.device)[None, :]  # (B, M)
-            starts = torch.zeros_like(allowed)
-            starts[:, self.start_ids.to(scores.device)] = too_long
-            allowed &= ~starts
+        """Mask `scores` (B, V) given each row's span state and remaining budget (B,) or None."""
+        allowed = self.allowed(st, remaining, text_allowed, device=scores.device)
         return scores.masked_fill(~allowed[:, : scores.shape[1]], float("-inf"))
+
+    def allowed(self, st: SpanState, remaining: torch.Tensor | None, text_allowed: torch.Tensor | None = None,
+                *, device=None) -> torch.Tensor:
+        """(B, V) bool: the tokens each row may produce next. It depends on the state only, not on
+        the logits, so a decoder can skip the rest of the output layer. `text_allowed` (B, V):
+        each row's own allowed tokens in text (rows that may open different spans), instead of
+        this constraint's `allowed_starts`."""
+        device = device or st.modality.device
+        idx = self.state_index_of(st, remaining)
+        allowed = _on(self.masks, device)[idx]  # (B, V)
+        if text_allowed is not None:
+            allowed = torch.where((idx == 0)[:, None], _on(text_allowed, device), allowed)
+        if remaining is not None:  # no span may open that cannot be completed within the budget
+            starts = _on(self.start_ids, device)
+            too_long = remaining[:, None] < _on(self.min_span, device)[None, :]  # (B, M)
+            allowed[:, starts] = allowed[:, starts] & ~too_long
+        return allowed
+
+
+def _on(t: torch.Tensor, device) -> torch.Tensor:
+    return t if t.device == torch.device(device) else t.to(device)
 
 
 class ModalitySampler:
