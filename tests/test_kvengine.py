@@ -150,7 +150,7 @@ def test_a_chat_turn_computes_only_its_new_tokens(debug_bundle):
     counter = session._decoder = CountingDecoder(make_decoder(b.model))
     session.ask(["Hello there"], want="music")
     history = list(session.history)
-    prompt = session.prompt_ids(["And again?"])
+    prompt = session.prompt_ids(["And again?"], want="music")
     before = counter.prefilled
     streamed: list[int] = []
     second = session.ask(["And again?"], want="music", on_token=streamed.append)
@@ -162,3 +162,23 @@ def test_a_chat_turn_computes_only_its_new_tokens(debug_bundle):
     assert second.ids == [b.layout["music"].start_id] + former and streamed == former
     session.reset()
     assert session._cache is None
+
+
+def test_a_beam_searched_turn_starts_from_the_history_cache(debug_bundle, monkeypatch):
+    """Text by beam search (the paper's settings) runs HF's beam search from the kept cache."""
+    import anygpt.generate.engine as engine
+
+    b = debug_bundle
+    decoding = PRESETS["paper"].override(max_new_tokens=24, seed=0)
+    session = ChatSession(b, decoding=decoding)
+    session.ask(["Hello there"], want="music")
+    prompt = session.prompt_ids(["And again?"], want="text")
+    history = len(session.history)
+    used = []
+    build = engine._beam_cache
+    monkeypatch.setattr(engine, "_beam_cache", lambda *a: used.append(build(*a)) or used[-1])
+    second = session.ask(["And again?"], want="text")
+    assert used and used[0] is not None and used[0].get_seq_length() >= history - 2  # all but the reply's last 2
+    former = generate_ids_reference(b.model, b.layout, [GenerationRequest(prompt, allowed_starts=())], decoding,
+                                    stop_ids=b.stop_ids, pad_id=b.pad_id)[0]
+    assert second.ids == former

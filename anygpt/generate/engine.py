@@ -9,7 +9,7 @@ Generation runs in phases on the decoding engine (kvengine.py) with the processo
 
 The key/value cache crosses phases and chat turns: each engine phase starts from the cache the row
 ended its previous engine phase with (`GenerationRequest.prefix` for a chat history), so only new
-tokens are computed. Beam phases run `model.generate` on the whole sequence (HF's beam search).
+tokens are computed. Beam phases run HF's beam search (`model.generate`) from that cache too.
 Ids are those of the former path (every phase a `model.generate` call) for the same settings and
 seed: a cohort samples as `generate` samples its batch. The engine sees only token ids.
 """
@@ -134,13 +134,45 @@ def _extend(r: _Row, toks: list[int], decoding: DecodingConfig, eos: list[int], 
         r.done = True
 
 
+def _beam_cache(model, rows: list[_Row], width: int, num_beams: int):
+    """HF's cache for the first C columns of the left-padded batch, built from the rows' kept caches
+    (tensors of the Llama decoder), each row repeated for its beams; None when there is none.
+
+        row 0   p p p h h h h h h | q q      p: padding (zeros, masked), h: cached, q: computed by HF
+        row 1   h h h h h h h h h | h q      C = the shortest cached width over the rows
+                                  C
+    """
+    from transformers import DynamicCache
+
+    from anygpt.generate.kvengine import _common_prefix
+
+    if any(r.cache is None or not isinstance(r.cache.state, list) for r in rows):
+        return None
+    pads = [width - len(r.ids) for r in rows]
+    C = min(pad + _common_prefix(r.cache.ids, r.ids, limit=len(r.ids) - 1) for pad, r in zip(pads, rows))
+    if C <= 0:
+        return None
+    cache = DynamicCache(config=model.config)
+    for layer in range(len(rows[0].cache.state)):
+        keys, values = [], []
+        for pad, r in zip(pads, rows):
+            k, v = r.cache.state[layer]  # (Hkv, T, D)
+            kk, vv = k.new_zeros((k.shape[0], C, k.shape[2])), v.new_zeros((v.shape[0], C, v.shape[2]))
+            kk[:, pad:], vv[:, pad:] = k[:, : C - pad], v[:, : C - pad]
+            keys.append(kk)
+            values.append(vv)
+        cache.update(torch.stack(keys).repeat_interleave(num_beams, 0),
+                     torch.stack(values).repeat_interleave(num_beams, 0), layer)
+    return cache
+
+
 def _in_span(tracker: SpanTracker, row: _Row) -> bool:
     return bool(tracker.state(torch.tensor([row.ids])).modality[0] >= 0)
 
 
 def _run_beam_phase(model, rows: list[_Row], decoding: DecodingConfig, eos: list[int], stop_ids: list[int],
                     pad_id: int, constraint: SpanConstraint | None, stream) -> None:
-    """HF's own beam search (or beam sampling) with the text settings, over the whole sequences."""
+    """HF's own beam search (or beam sampling) with the text settings, from the rows' kept caches."""
     from transformers import GenerationConfig, LogitsProcessorList
 
     device = model.device
@@ -164,9 +196,11 @@ def _run_beam_phase(model, rows: list[_Row], decoding: DecodingConfig, eos: list
                     repetition_penalty=text.repetition_penalty if text.repetition_penalty != 1 else None)
     config = GenerationConfig(max_new_tokens=budget, eos_token_id=eos, pad_token_id=pad_id,
                               use_cache=True, **settings)
+    past = _beam_cache(model, rows, width, text.num_beams)
     with torch.no_grad():
         out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                             generation_config=config, logits_processor=LogitsProcessorList(processors))
+                             generation_config=config, logits_processor=LogitsProcessorList(processors),
+                             **({} if past is None else {"past_key_values": past}))
     for r, toks in zip(rows, out[:, width:].tolist()):
         before = r.generated
         _extend(r, toks, decoding, eos, stop_ids)

@@ -175,6 +175,10 @@ class Engine:
         """Token ids for (B, V') scores over `columns` of the vocabulary (None: all of it)."""
         if allowed is not None:
             scores = scores.masked_fill(~allowed, float("-inf"))
+        if not self.sampling and not self.sampler.uses_penalty:
+            # greedy everywhere: the sampler would keep only each row's argmax
+            picked = scores.argmax(dim=-1)
+            return picked if columns is None else columns[picked]
         seen = None
         if self.sampler.uses_penalty:
             seen = self.seen if columns is None else self.seen[:, columns]
