@@ -65,7 +65,8 @@ def prompts(bundle, reply: str, batch: int) -> list[list[int]]:
              "three green dots", "a fast beat"]
     out = []
     for i in range(batch):
-        ids = bundle.tokenizer(f"[Human]: {words[i % len(words)]}<eoh>\n[MMGPT]:", add_special_tokens=False)["input_ids"]
+        text = f"[Human]: {words[i % len(words)]}<eoh>\n[MMGPT]:"
+        ids = bundle.tokenizer(text, add_special_tokens=False)["input_ids"]
         out.append(ids + ([] if reply == "text" else [bundle.layout[reply].start_id]))
     return out
 
@@ -138,7 +139,8 @@ def history_ratio(bundle, repeats: int) -> dict:
 
     spec = bundle.layout["music"].spec
     frames = int(5.0 * spec.frame_rate)
-    codes = torch.randint(0, spec.codebook_size, (spec.num_codebooks, frames), generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, spec.codebook_size, (spec.num_codebooks, frames), generator=gen)
     decoding = PRESETS["greedy"].override(max_new_tokens=16)
     kept, again, kept_whole, again_whole = [], [], [], []
     history = 0

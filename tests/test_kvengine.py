@@ -31,7 +31,8 @@ def mixed_requests(b):
 
 def both(b, reqs, decoding):
     kw = dict(stop_ids=b.stop_ids, pad_id=b.pad_id)
-    return generate_ids(b.model, b.layout, reqs, decoding, **kw), generate_ids_reference(b.model, b.layout, reqs, decoding, **kw)
+    ours = generate_ids(b.model, b.layout, reqs, decoding, **kw)
+    return ours, generate_ids_reference(b.model, b.layout, reqs, decoding, **kw)
 
 
 @pytest.mark.parametrize("preset,seed", [("greedy", 0), ("paper", 0), ("paper", 1), ("release", 1)])
@@ -66,7 +67,8 @@ def test_cached_decoding_equals_the_full_forward(tiny):
     dec = LlamaDecoder(m, rows=1, length=8)  # tiny capacity: the cache has to grow on the way
 
     def check(states, positions):
-        torch.testing.assert_close(dec.logits(states.reshape(len(positions), -1)), full[positions], atol=1e-4, rtol=1e-4)
+        got = dec.logits(states.reshape(len(positions), -1))
+        torch.testing.assert_close(got, full[positions], atol=1e-4, rtol=1e-4)
 
     check(dec.prefill(0, ids[:40], 0), [39])
     check(dec.prefill(0, ids[40:50], 40), [49])  # a chunk over a cache
