@@ -23,7 +23,7 @@ import torch
 
 from anygpt.generate.config import DecodingConfig
 from anygpt.generate.decoder import Decoder, KVPrefix
-from anygpt.generate.kvengine import Engine, Request
+from anygpt.generate.kvengine import Engine, Request, common_prefix
 from anygpt.generate.processors import SpanConstraint, SpanTracker
 from anygpt.layout import VocabLayout
 
@@ -38,7 +38,7 @@ class GenerationRequest:
 @dataclass
 class Generation:
     ids: list[int]  # new token ids (the stop token included when one was produced)
-    cache: KVPrefix | None  # the cache of prompt + ids (all but the last token), for the next turn
+    cache: KVPrefix | None  # cache of a prefix of prompt + ids (to the last engine phase), for a next turn
 
 
 def generate_ids(model, layout: VocabLayout, requests: list[GenerationRequest], decoding: DecodingConfig,
@@ -144,12 +144,10 @@ def _beam_cache(model, rows: list[_Row], width: int, num_beams: int):
     """
     from transformers import DynamicCache
 
-    from anygpt.generate.kvengine import _common_prefix
-
     if any(r.cache is None or not isinstance(r.cache.state, list) for r in rows):
         return None
     pads = [width - len(r.ids) for r in rows]
-    C = min(pad + _common_prefix(r.cache.ids, r.ids, limit=len(r.ids) - 1) for pad, r in zip(pads, rows))
+    C = min(pad + common_prefix(r.cache.ids, r.ids, limit=len(r.ids) - 1) for pad, r in zip(pads, rows))
     if C <= 0:
         return None
     cache = DynamicCache(config=model.config)

@@ -229,7 +229,7 @@ class Engine:
         req = row.handle.request
         start = 0
         if req.prefix is not None:
-            start = _common_prefix(req.prefix.ids, row.seq, limit=len(row.seq) - 1)
+            start = common_prefix(req.prefix.ids, row.seq, limit=len(row.seq) - 1)
             if start:
                 self.decoder.load(slot, req.prefix, start)
         row.handle.cached_prompt = start
@@ -283,7 +283,7 @@ class Engine:
             self.cohorts.remove(row.cohort)
 
 
-def _common_prefix(a: list[int], b: list[int], *, limit: int) -> int:
+def common_prefix(a: list[int], b: list[int], *, limit: int) -> int:
     n = min(len(a), len(b), limit)
     i = 0
     while i < n and a[i] == b[i]:
