@@ -1,8 +1,9 @@
 """Conversations with a bundle: inputs -> prompt ids -> generation -> segments -> files.
 
 The history is kept as token ids: a reply is appended exactly as generated, never re-tokenized from
-its text. Chat formats keep a multi-turn history; base formats (the pretraining templates) are single
-turn: each question is one X-to-text or text-to-X prompt.
+its text; its key/value cache is kept too, so a new turn computes only its own tokens. Chat formats
+keep a multi-turn history; base formats (the pretraining templates) are single turn: each question
+is one X-to-text or text-to-X prompt.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -17,7 +19,7 @@ from anygpt.bundles import Bundle
 from anygpt.errors import AnyGPTError
 from anygpt.generate.config import DecodingConfig
 from anygpt.generate.context import check_input_seconds, context_length, fit
-from anygpt.generate.engine import GenerationRequest, generate_ids
+from anygpt.generate.engine import GenerationRequest, generate
 from anygpt.generate.segments import Segment, parse_reply
 from anygpt.prompts import Media, Piece, UserText, encode_pieces, load_pool, merge_text, user_pieces
 
@@ -58,9 +60,12 @@ class ChatSession:
         self.bundle = bundle
         self.decoding = decoding or bundle.decoding
         self.history: list[int] = []
+        self._cache = None  # KVPrefix of the history (a prefix of it), from the last reply
+        self._decoder = None  # one decoder, hence one cache allocation, for the whole conversation
 
     def reset(self) -> None:
         self.history = []
+        self._cache = None
 
     def prompt_ids(self, content: list[Piece], want: str | None = None) -> list[int]:
         """Ids of the whole prompt for this user turn (history included). The strings of `content`
@@ -100,12 +105,17 @@ class ChatSession:
         pool = load_pool(want, "from_text")
         return fmt.base_pieces("from_text", rng.choice(pool), text=text, layout=layout, open_span=want)
 
-    def ask(self, content: list[Piece], *, want: str | None = None) -> Reply:
-        return self.ask_batch([content], want=want)[0]
+    def ask(self, content: list[Piece], *, want: str | None = None,
+            on_token: Callable[[int], None] | None = None) -> Reply:
+        """One turn; `on_token(token_id)` streams the reply's ids as they are generated."""
+        stream = None if on_token is None else (lambda _i, tok: on_token(tok))
+        return self.ask_batch([content], want=want, on_token=stream)[0]
 
-    def ask_batch(self, contents: list[list[Piece]], *, want: str | None = None) -> list[Reply]:
+    def ask_batch(self, contents: list[list[Piece]], *, want: str | None = None,
+                  on_token: Callable[[int, int], None] | None = None) -> list[Reply]:
         """Independent single-turn questions in one batch (the history is neither used nor kept)
-        when more than one is given; one question continues the conversation."""
+        when more than one is given; one question continues the conversation. `on_token(index,
+        token_id)` streams each question's reply ids."""
         b = self.bundle
         single = len(contents) == 1
         saved = self.history
@@ -114,11 +124,18 @@ class ChatSession:
         prompts = [self.prompt_ids(c, want) for c in contents]
         self.history = saved
         allowed = () if want == "text" else None
-        requests = [GenerationRequest(p, allowed) for p in prompts]
+        prefix = self._cache if single and self.history else None
+        requests = [GenerationRequest(p, allowed, prefix) for p in prompts]
         # the context rule (generate/context.py): refuse what cannot fit, cut the reply budget to fit
         decoding = fit([len(p) for p in prompts], self.decoding, context=context_length(b.model), layout=b.layout,
                        want=want)
-        new = generate_ids(b.model, b.layout, requests, decoding, stop_ids=b.stop_ids, pad_id=b.pad_id)
+        if self._decoder is None:
+            from anygpt.generate.decoder import make_decoder
+
+            self._decoder = make_decoder(b.model, rows=len(requests))
+        gens = generate(b.model, b.layout, requests, decoding, stop_ids=b.stop_ids, pad_id=b.pad_id,
+                        on_token=on_token, decoder=self._decoder)
+        new = [g.ids for g in gens]
         forced = [b.layout[want].start_id] if want not in (None, "text") else []
         replies = []
         for prompt, ids in zip(prompts, new):
@@ -128,6 +145,7 @@ class ChatSession:
                 # keep the history well-formed: the reply closed by the format's own end token
                 body = ids[:-1] if ids and ids[-1] in b.stop_ids else ids
                 self.history = prompt + body + b.token_ids([b.prompt_format.assistant_end])
+                self._cache = gens[0].cache
         return replies
 
 

@@ -1,24 +1,30 @@
 """Batched, modality-aware generation over any Hugging Face causal LM.
 
-Generation runs in phases on top of `model.generate`, with the processors of processors.py:
+Generation runs in phases on the decoding engine (kvengine.py) with the processors of processors.py:
 
-    text decoded by sampling/greedy:  one call; ModalitySampler switches settings per row and step
-    text decoded by beam search:      text phase  = beam search until a stop token or a span start
-                                      span phase  = sampling with the span's settings until its end
+    text decoded by sampling/greedy:  one engine cohort; ModalitySampler switches settings per row and step
+    text decoded by beam search:      text phase  = HF beam search until a stop token or a span start
+                                      span phase  = an engine cohort with the span's settings until its end
                                       ... alternating, each row on its own, until it stops
 
-Each phase call re-reads the prompt (no cache crosses phases); replies rarely have more than a few.
-The engine sees only token ids.
+The key/value cache crosses phases and chat turns: each engine phase starts from the cache the row
+ended its previous engine phase with (`GenerationRequest.prefix` for a chat history), so only new
+tokens are computed. Beam phases run HF's beam search (`model.generate`) from that cache too.
+Ids are those of the former path (every phase a `model.generate` call) for the same settings and
+seed: a cohort samples as `generate` samples its batch. The engine sees only token ids.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from anygpt.generate.config import DecodingConfig
-from anygpt.generate.processors import ModalitySampler, SpanConstraint, SpanTracker
+from anygpt.generate.decoder import Decoder, KVPrefix
+from anygpt.generate.kvengine import Engine, Request, common_prefix
+from anygpt.generate.processors import SpanConstraint, SpanTracker
 from anygpt.layout import VocabLayout
 
 
@@ -26,19 +32,40 @@ from anygpt.layout import VocabLayout
 class GenerationRequest:
     prompt: list[int]
     allowed_starts: tuple[str, ...] | None = None  # modalities the reply may open; None: any
+    prefix: KVPrefix | None = None  # the cache of an earlier sequence (a chat's history)
+
+
+@dataclass
+class Generation:
+    ids: list[int]  # new token ids (the stop token included when one was produced)
+    cache: KVPrefix | None  # cache of a prefix of prompt + ids (to the last engine phase), for a next turn
 
 
 def generate_ids(model, layout: VocabLayout, requests: list[GenerationRequest], decoding: DecodingConfig,
-                 *, stop_ids: list[int], pad_id: int) -> list[list[int]]:
+                 *, stop_ids: list[int], pad_id: int, **kwargs) -> list[list[int]]:
     """New token ids for each request (the stop token included when one was produced)."""
+    return [g.ids for g in generate(model, layout, requests, decoding, stop_ids=stop_ids, pad_id=pad_id, **kwargs)]
+
+
+def generate(model, layout: VocabLayout, requests: list[GenerationRequest], decoding: DecodingConfig,
+             *, stop_ids: list[int], pad_id: int, on_token: Callable[[int, int], None] | None = None,
+             decoder: Decoder | None = None) -> list[Generation]:
+    """Generate for every request; `on_token(request_index, token_id)` streams tokens as they come
+    (a beam phase's tokens arrive when the phase ends). `decoder`: reuse one decoder (its cache
+    memory) across calls, e.g. over the turns of a chat."""
     if decoding.seed is not None:
         torch.manual_seed(decoding.seed)
-    rows = [_Row(list(r.prompt), r.allowed_starts) for r in requests]
+    rows = [_Row(list(r.prompt), r.allowed_starts, cache=r.prefix) for r in requests]
     tracker = SpanTracker(layout)
     beam_text = decoding.text.num_beams > 1
     start_ids = [m.start_id for m in layout.modalities.values()]
     end_ids = [m.end_id for m in layout.modalities.values()]
     vocab_rows = model.get_output_embeddings().weight.shape[0]
+    engine = Engine(model, layout, decoding, stop_ids=stop_ids, max_batch=max(len(rows), 1), decoder=decoder)
+    index = {id(r): i for i, r in enumerate(rows)}
+
+    def stream(row: _Row):
+        return None if on_token is None else (lambda tok: on_token(index[id(row)], tok))
 
     while True:
         active = [r for r in rows if not r.done and r.generated < decoding.max_new_tokens]
@@ -53,17 +80,24 @@ def generate_ids(model, layout: VocabLayout, requests: list[GenerationRequest], 
                 ([r for r, o in zip(active, open_) if o], False, stop_ids + end_ids),
             ]
         for group, beams, eos in groups:
-            # rows that share their allowed span starts share one constraint and one call; ordered
+            # rows that share their allowed span starts share one constraint and one cohort; ordered
             # (not a set) so that seeded sampling draws in the same order in every process
             for starts in dict.fromkeys(r.allowed_starts for r in group):
                 batch = [r for r in group if r.allowed_starts == starts]
-                constraint = None
-                if decoding.constrained:
-                    constraint = SpanConstraint(layout, max_seconds=decoding.max_seconds,
-                                                allowed_starts=None if starts is None else list(starts),
-                                                vocab_rows=vocab_rows)
-                _run_phase(model, layout, batch, decoding, beams, eos, stop_ids, pad_id, constraint)
-    return [r.ids[len(r.ids) - r.generated:] for r in rows]
+                if beams:
+                    constraint = None
+                    if decoding.constrained:
+                        constraint = SpanConstraint(layout, max_seconds=decoding.max_seconds,
+                                                    allowed_starts=None if starts is None else list(starts),
+                                                    vocab_rows=vocab_rows)
+                    _run_beam_phase(model, batch, decoding, eos, stop_ids, pad_id, constraint, stream)
+                else:
+                    _run_engine_phase(engine, batch, decoding, eos, stop_ids, stream)
+    out = []
+    for r in rows:
+        cache = r.cache if r.cache is not None and r.cache.length > 0 else None
+        out.append(Generation(r.ids[len(r.ids) - r.generated:], cache))
+    return out
 
 
 @dataclass
@@ -72,14 +106,71 @@ class _Row:
     allowed_starts: tuple[str, ...] | None
     generated: int = 0
     done: bool = False
+    cache: KVPrefix | None = None  # the cache of a prefix of ids, from the last engine phase
+
+
+def _run_engine_phase(engine: Engine, rows: list[_Row], decoding: DecodingConfig, eos: list[int],
+                      stop_ids: list[int], stream) -> None:
+    """One cohort on the engine until every row meets `eos` or the phase budget, as one
+    `model.generate` call over the batch would: rows share the budget of the row with the most
+    left (each row's own budget bounds its spans and its output)."""
+    budget = max(decoding.max_new_tokens - r.generated for r in rows)
+    handles = engine.submit_batch([
+        Request(r.ids, r.allowed_starts, max_new_tokens=budget, span_budget=decoding.max_new_tokens - r.generated,
+                stop_ids=tuple(eos), prefix=r.cache, keep_cache=True, on_token=stream(r)) for r in rows])
+    engine.run()
+    for r, h in zip(rows, handles):
+        r.cache = h.cache
+        _extend(r, h.ids, decoding, eos, stop_ids)
+
+
+def _extend(r: _Row, toks: list[int], decoding: DecodingConfig, eos: list[int], stop_ids: list[int]) -> None:
+    ends = set(eos)
+    cut = next((i + 1 for i, t in enumerate(toks) if t in ends), len(toks))
+    toks = toks[: min(cut, decoding.max_new_tokens - r.generated)]
+    r.ids += toks
+    r.generated += len(toks)
+    if toks and toks[-1] in stop_ids:
+        r.done = True
+
+
+def _beam_cache(model, rows: list[_Row], width: int, num_beams: int):
+    """HF's cache for the first C columns of the left-padded batch, built from the rows' kept caches
+    (tensors of the Llama decoder), each row repeated for its beams; None when there is none.
+
+        row 0   p p p h h h h h h | q q      p: padding (zeros, masked), h: cached, q: computed by HF
+        row 1   h h h h h h h h h | h q      C = the shortest cached width over the rows
+                                  C
+    """
+    from transformers import DynamicCache
+
+    if any(r.cache is None or not isinstance(r.cache.state, list) for r in rows):
+        return None
+    pads = [width - len(r.ids) for r in rows]
+    C = min(pad + common_prefix(r.cache.ids, r.ids, limit=len(r.ids) - 1) for pad, r in zip(pads, rows))
+    if C <= 0:
+        return None
+    cache = DynamicCache(config=model.config)
+    for layer in range(len(rows[0].cache.state)):
+        keys, values = [], []
+        for pad, r in zip(pads, rows):
+            k, v = r.cache.state[layer]  # (Hkv, T, D)
+            kk, vv = k.new_zeros((k.shape[0], C, k.shape[2])), v.new_zeros((v.shape[0], C, v.shape[2]))
+            kk[:, pad:], vv[:, pad:] = k[:, : C - pad], v[:, : C - pad]
+            keys.append(kk)
+            values.append(vv)
+        cache.update(torch.stack(keys).repeat_interleave(num_beams, 0),
+                     torch.stack(values).repeat_interleave(num_beams, 0), layer)
+    return cache
 
 
 def _in_span(tracker: SpanTracker, row: _Row) -> bool:
     return bool(tracker.state(torch.tensor([row.ids])).modality[0] >= 0)
 
 
-def _run_phase(model, layout, rows: list[_Row], decoding: DecodingConfig, beams: bool, eos: list[int],
-               stop_ids: list[int], pad_id: int, constraint: SpanConstraint | None) -> None:
+def _run_beam_phase(model, rows: list[_Row], decoding: DecodingConfig, eos: list[int], stop_ids: list[int],
+                    pad_id: int, constraint: SpanConstraint | None, stream) -> None:
+    """HF's own beam search (or beam sampling) with the text settings, from the rows' kept caches."""
     from transformers import GenerationConfig, LogitsProcessorList
 
     device = model.device
@@ -95,29 +186,22 @@ def _run_phase(model, layout, rows: list[_Row], decoding: DecodingConfig, beams:
     if constraint is not None:
         constraint.set_budget(torch.tensor([width + decoding.max_new_tokens - r.generated for r in rows]))
     text = decoding.text
-    if beams:  # HF's own beam search (or beam sampling) with the text settings
-        sampling = text.do_sample
-        settings = dict(num_beams=text.num_beams, do_sample=sampling, early_stopping=True,
-                        temperature=text.temperature if sampling else None,
-                        top_k=(text.top_k or None) if sampling else None,
-                        top_p=text.top_p if sampling and text.top_p < 1 else None,
-                        repetition_penalty=text.repetition_penalty if text.repetition_penalty != 1 else None)
-    else:
-        sampler = ModalitySampler(layout, decoding)
-        processors.append(sampler)
-        settings = dict(num_beams=1, do_sample=any(c.do_sample for c in sampler.configs),
-                        top_k=None, top_p=None, temperature=None)
+    sampling = text.do_sample
+    settings = dict(num_beams=text.num_beams, do_sample=sampling, early_stopping=True,
+                    temperature=text.temperature if sampling else None,
+                    top_k=(text.top_k or None) if sampling else None,
+                    top_p=text.top_p if sampling and text.top_p < 1 else None,
+                    repetition_penalty=text.repetition_penalty if text.repetition_penalty != 1 else None)
     config = GenerationConfig(max_new_tokens=budget, eos_token_id=eos, pad_token_id=pad_id,
                               use_cache=True, **settings)
+    past = _beam_cache(model, rows, width, text.num_beams)
     with torch.no_grad():
         out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                             generation_config=config, logits_processor=LogitsProcessorList(processors))
-    new = out[:, width:].tolist()
-    ends = set(eos)
-    for r, toks in zip(rows, new):
-        cut = next((i + 1 for i, t in enumerate(toks) if t in ends), len(toks))
-        toks = toks[: min(cut, decoding.max_new_tokens - r.generated)]
-        r.ids += toks
-        r.generated += len(toks)
-        if toks and toks[-1] in stop_ids:
-            r.done = True
+                             generation_config=config, logits_processor=LogitsProcessorList(processors),
+                             **({} if past is None else {"past_key_values": past}))
+    for r, toks in zip(rows, out[:, width:].tolist()):
+        before = r.generated
+        _extend(r, toks, decoding, eos, stop_ids)
+        if stream(r) is not None:
+            for tok in r.ids[len(r.ids) - (r.generated - before):]:
+                stream(r)(tok)

@@ -1,0 +1,291 @@
+"""The decoding engine: a running batch of independent rows over one key/value cache.
+
+    submit ──> waiting ──admit (prefill the uncached part of the prompt)──> active rows ──> finished
+                                                                             │  ^
+                                                   one decode step: ids ─────┘  │ one token per row
+                                                   (B,) -> allowed tokens (SpanConstraint) -> logits ->
+                                                   ModalitySampler -> pick -> on_token callbacks
+
+Rows start and stop independently: a request joins the running batch at the next step, a row
+leaves as soon as it produces a stop token or reaches its token budget. A request may carry a
+`KVPrefix` (the cache of an earlier sequence, e.g. the chat history or the previous phase of the
+same reply): only the tokens after the common prefix are computed.
+
+The engine sees only token ids. The processors keep their semantics (processors.py) but read each
+row's span state from tensors updated one token at a time, instead of rescanning the ids. Their
+tensors live on the CPU (a few per row); only the logits of the allowed tokens come back from the
+model's device each step.
+
+Seeded sampling draws like `model.generate`: requests submitted together form a cohort, and each
+step draws one (cohort size, V) block of exponential noise per live cohort, in submission order;
+a row's token is argmax(probs / noise), which is what `torch.multinomial(probs, 1)` computes.
+So a cohort run alone gives the ids `model.generate` gives for that batch with the same seed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from anygpt.generate.config import DecodingConfig
+from anygpt.generate.decoder import Decoder, KVPrefix, make_decoder
+from anygpt.generate.processors import ModalitySampler, SpanConstraint, SpanState, SpanTracker, span_tokens_seen
+from anygpt.layout import VocabLayout
+
+# `model.generate` fills an unset top_k with transformers' global default and, whenever it samples,
+# appends a top-k warper after the processors. The former path (reference.py) sampled that way, so
+# the engine does too, to give the same ids: every sampled token is drawn from at most 50 tokens.
+GENERATE_DEFAULT_TOP_K = 50
+# The output layer is computed only for the tokens some row may produce, when they are at most this
+# share of the vocabulary (in a span, one codebook; in text, the text tokens and span starts).
+COLUMNS_FRACTION = 0.5
+
+
+@dataclass
+class Request:
+    prompt: list[int]
+    allowed_starts: tuple[str, ...] | None = None  # modalities the reply may open; None: any
+    max_new_tokens: int | None = None  # the row leaves after this many tokens; None: the decoding's
+    span_budget: int | None = None  # tokens the span constraint fits spans into; None: max_new_tokens
+    stop_ids: tuple[int, ...] | None = None  # tokens that end the row; None: the engine's
+    prefix: KVPrefix | None = None  # cache of an earlier sequence that shares a prefix with `prompt`
+    keep_cache: bool = False  # export the row's cache when it finishes (Handle.cache)
+    on_token: Callable[[int], None] | None = None  # called with each new token as it is chosen
+
+
+@dataclass
+class Handle:
+    """What a submitted request becomes: its new ids so far, and its cache once finished."""
+
+    request: Request
+    ids: list[int] = field(default_factory=list)
+    done: bool = False
+    cache: KVPrefix | None = None
+    cached_prompt: int = 0  # prompt tokens whose cache came from the prefix (not computed)
+
+
+@dataclass
+class _Row:
+    handle: Handle
+    seq: list[int]  # prompt + generated
+    cached: int  # positions of seq in the decoder's cache
+    max_new: int
+    stops: frozenset
+    cohort: "_Cohort"
+    index: int  # within the cohort
+    state: torch.Tensor | None = None  # decoder output of the prefill, for the first token
+
+
+@dataclass
+class _Cohort:
+    size: int
+    live: int
+
+
+class Engine:
+    """Continuous batching over one decoder. `submit` a request (or `submit_batch` several, as one
+    cohort), then `step` or `run`; each step gives every active row one token."""
+
+    def __init__(self, model, layout: VocabLayout, decoding: DecodingConfig, *, stop_ids: list[int],
+                 max_batch: int = 8, decoder: Decoder | None = None):
+        self.layout = layout
+        self.decoding = decoding
+        self.stop_ids = tuple(stop_ids)
+        self.max_batch = max_batch
+        self.decoder = decoder or make_decoder(model, rows=max_batch)
+        self.vocab = model.get_output_embeddings().weight.shape[0]
+        self.tracker = SpanTracker(layout)
+        self.constraint = SpanConstraint(layout, max_seconds=decoding.max_seconds, vocab_rows=self.vocab) \
+            if decoding.constrained else None
+        self._text_masks: dict = {}
+        self.sampler = ModalitySampler(layout, decoding)
+        self.sampling = any(c.do_sample for c in self.sampler.configs)
+        self.waiting: deque[_Row] = deque()
+        self.rows: list[_Row] = []
+        # per active row, aligned with self.rows and with the decoder's slots
+        self.state = SpanState(*(torch.empty(0, dtype=torch.long) for _ in range(3)))
+        self.remaining = torch.empty(0, dtype=torch.long)  # tokens the constraint may still plan for
+        self.text_mask = torch.empty(0, self.vocab, dtype=torch.bool)  # allowed tokens in text
+        self.seen = torch.empty(0, self.vocab, dtype=torch.bool)  # tokens seen in the current span
+        self.cohorts: list[_Cohort] = []
+
+    # --- requests ---------------------------------------------------------------------------------
+    def submit(self, request: Request) -> Handle:
+        return self.submit_batch([request])[0]
+
+    def submit_batch(self, requests: list[Request]) -> list[Handle]:
+        cohort = _Cohort(len(requests), len(requests))
+        self.cohorts.append(cohort)
+        handles = []
+        for i, req in enumerate(requests):
+            h = Handle(req)
+            max_new = self.decoding.max_new_tokens if req.max_new_tokens is None else req.max_new_tokens
+            stops = frozenset(self.stop_ids if req.stop_ids is None else req.stop_ids)
+            row = _Row(h, list(req.prompt), 0, max_new, stops, cohort, i)
+            if max_new <= 0:
+                self._finish(row)
+            else:
+                self.waiting.append(row)
+            handles.append(h)
+        return handles
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.rows or self.waiting)
+
+    def run(self) -> None:
+        while self.busy:
+            self.step()
+
+    # --- one step ---------------------------------------------------------------------------------
+    def step(self) -> None:
+        old = len(self.rows)
+        while self.waiting and len(self.rows) < self.max_batch:
+            self._admit(self.waiting.popleft())
+        if not self.rows:
+            return
+        parts = []
+        if old:  # rows already running: their last token goes through the model
+            rows = self.rows[:old]
+            tokens = torch.tensor([r.seq[-1] for r in rows])
+            lengths = torch.tensor([r.cached for r in rows])
+            parts.append(self.decoder.decode(tokens, lengths))
+            for r in rows:
+                r.cached += 1
+        parts += [r.state[None] for r in self.rows[old:]]
+        for r in self.rows[old:]:
+            r.state = None
+        states = torch.cat(parts) if len(parts) > 1 else parts[0]  # (B, C)
+        allowed, columns = None, None
+        if self.constraint is not None:
+            allowed = self.constraint.allowed(self.state, self.remaining, self.text_mask)  # (B, V)
+            union = allowed.any(dim=0)
+            if int(union.sum()) <= COLUMNS_FRACTION * self.vocab:
+                columns = union.nonzero()[:, 0]
+                allowed = allowed[:, columns]
+        logits = self.decoder.logits(states, columns).cpu()  # (B, V) or (B, len(columns)), float32
+        chosen = self._choose(logits, allowed, columns)
+        self._append(chosen)
+
+    def _choose(self, scores: torch.Tensor, allowed: torch.Tensor | None,
+                columns: torch.Tensor | None) -> torch.Tensor:
+        """Token ids for (B, V') scores over `columns` of the vocabulary (None: all of it)."""
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        if not self.sampling and not self.sampler.uses_penalty:
+            # greedy everywhere: the sampler would keep only each row's argmax
+            picked = scores.argmax(dim=-1)
+            return picked if columns is None else columns[picked]
+        seen = None
+        if self.sampler.uses_penalty:
+            seen = self.seen if columns is None else self.seen[:, columns]
+        scores = self.sampler.apply(scores, self.state.modality + 1, seen)
+        if not self.sampling:
+            picked = scores.argmax(dim=-1)
+        else:
+            k = min(GENERATE_DEFAULT_TOP_K, scores.shape[-1])
+            scores = scores.masked_fill(scores < torch.topk(scores, k)[0][..., -1, None], float("-inf"))
+            probs = torch.softmax(scores, dim=-1)
+            noise = self._noise(self.vocab)  # drawn over the whole vocabulary, as generate draws
+            picked = (probs / (noise if columns is None else noise[:, columns])).argmax(dim=-1)
+        return picked if columns is None else columns[picked]
+
+    def _noise(self, vocab: int) -> torch.Tensor:
+        """(B, V) exponential noise: one block per live cohort, drawn in submission order."""
+        blocks = {}
+        for c in self.cohorts:
+            if c.live and any(r.cohort is c for r in self.rows):
+                blocks[id(c)] = torch.empty(c.size, vocab).exponential_(1)
+        return torch.stack([blocks[id(r.cohort)][r.index] for r in self.rows])
+
+    def _append(self, chosen: torch.Tensor) -> None:
+        index = torch.tensor([len(r.seq) for r in self.rows])
+        st = self.tracker.advance(self.state, chosen, index)
+        if self.sampler.uses_penalty:  # restart at span boundaries, then mark the token inside spans
+            boundary = st.start == index
+            closed = (self.state.modality >= 0) & (st.modality < 0)
+            self.seen[boundary | closed] = False
+            inside = (st.modality >= 0) & ~boundary
+            self.seen[torch.arange(len(self.rows)), chosen.clamp(max=self.vocab - 1)] |= inside
+        self.state = st
+        self.remaining = self.remaining - 1
+        finished = []
+        for i, (r, tok) in enumerate(zip(self.rows, chosen.tolist())):
+            r.seq.append(tok)
+            r.handle.ids.append(tok)
+            if r.handle.request.on_token is not None:
+                r.handle.request.on_token(tok)
+            if tok in r.stops or len(r.handle.ids) >= r.max_new:
+                finished.append(i)
+        for i in reversed(finished):
+            self._leave(i)
+
+    # --- rows joining and leaving -----------------------------------------------------------------
+    def _admit(self, row: _Row) -> None:
+        slot = len(self.rows)
+        req = row.handle.request
+        start = 0
+        if req.prefix is not None:
+            start = common_prefix(req.prefix.ids, row.seq, limit=len(row.seq) - 1)
+            if start:
+                self.decoder.load(slot, req.prefix, start)
+        row.handle.cached_prompt = start
+        row.state = self.decoder.prefill(slot, row.seq[start:], start)
+        row.cached = len(row.seq)
+        self.rows.append(row)
+        ids = torch.tensor([row.seq])
+        st = self.tracker.state(ids)
+        self.state = SpanState(*(torch.cat([a, b]) for a, b in
+                                 zip((self.state.modality, self.state.pos, self.state.start),
+                                     (st.modality, st.pos, st.start))))
+        budget = row.max_new if req.span_budget is None else req.span_budget
+        self.remaining = torch.cat([self.remaining, torch.tensor([budget])])
+        self.text_mask = torch.cat([self.text_mask, self._text_allowed(req.allowed_starts)[None]])
+        self.seen = torch.cat([self.seen, span_tokens_seen(ids, st.start, self.vocab)])
+
+    def _text_allowed(self, allowed_starts) -> torch.Tensor:
+        if self.constraint is None:
+            return torch.ones(self.vocab, dtype=torch.bool)
+        key = None if allowed_starts is None else tuple(allowed_starts)
+        if key not in self._text_masks:
+            self._text_masks[key] = SpanConstraint(
+                self.layout, max_seconds=self.decoding.max_seconds, vocab_rows=self.vocab,
+                allowed_starts=None if key is None else list(key)).masks[0]
+        return self._text_masks[key]
+
+    def _leave(self, i: int) -> None:
+        last = len(self.rows) - 1
+        row = self.rows[i]
+        self._finish(row, slot=i)
+        if i != last:  # the last row moves into the freed slot
+            self.decoder.move(last, i, self.rows[last].cached)
+            self.rows[i] = self.rows[last]
+            for t in (self.state.modality, self.state.pos, self.state.start, self.remaining,
+                      self.text_mask, self.seen):
+                t[i] = t[last]
+        self.rows.pop()
+        keep = slice(0, last)
+        self.state = SpanState(self.state.modality[keep], self.state.pos[keep], self.state.start[keep])
+        self.remaining, self.text_mask, self.seen = self.remaining[keep], self.text_mask[keep], self.seen[keep]
+
+    def _finish(self, row: _Row, slot: int | None = None) -> None:
+        h = row.handle
+        h.done = True
+        row.cohort.live -= 1
+        if h.request.keep_cache and slot is not None:
+            h.cache = self.decoder.export(slot, row.seq[: row.cached])
+        elif h.request.keep_cache:
+            h.cache = h.request.prefix
+        if row.cohort.live == 0:
+            self.cohorts.remove(row.cohort)
+
+
+def common_prefix(a: list[int], b: list[int], *, limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

@@ -1,0 +1,186 @@
+"""The decoding engine: the same ids as the former `model.generate` path, cached decoding equal to the
+full forward, rows that join and leave a running batch, streaming, and chat turns that compute only
+their new tokens."""
+
+import pytest
+import torch
+
+from anygpt.chat import ChatSession
+from anygpt.generate.config import PRESETS
+from anygpt.generate.decoder import HFDecoder, LlamaDecoder, make_decoder
+from anygpt.generate.engine import GenerationRequest, generate, generate_ids
+from anygpt.generate.kvengine import Engine, Request
+from anygpt.generate.reference import generate_ids_reference
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from anygpt.bundles import load_bundle
+
+    return load_bundle("tiny")
+
+
+def mixed_requests(b):
+    """Several modalities in one batch: forced image / speech / music spans, text only, free."""
+    base = b.tokenizer("[Human]: go<eoh>\n[MMGPT]:", add_special_tokens=False)["input_ids"]
+    reqs = [GenerationRequest(base + [b.layout[m].start_id]) for m in ("image", "speech", "music")]
+    return reqs + [GenerationRequest(base, allowed_starts=()), GenerationRequest(base[:3])]
+
+
+def both(b, reqs, decoding):
+    kw = dict(stop_ids=b.stop_ids, pad_id=b.pad_id)
+    ours = generate_ids(b.model, b.layout, reqs, decoding, **kw)
+    return ours, generate_ids_reference(b.model, b.layout, reqs, decoding, **kw)
+
+
+@pytest.mark.parametrize("preset,seed", [("greedy", 0), ("paper", 0), ("paper", 1), ("release", 1)])
+def test_same_ids_as_the_former_path_on_debug(debug_bundle, preset, seed):
+    """Greedy, seeded sampling, beams for text, constraints, four kinds of reply in one batch."""
+    d = PRESETS[preset].override(max_new_tokens=100, seed=seed, max_seconds={"speech": 0.6, "music": 0.5})
+    ours, former = both(debug_bundle, mixed_requests(debug_bundle), d)
+    assert ours == former
+    assert {len(x) for x in ours} != {0}
+
+
+@pytest.mark.parametrize("preset,seed", [("greedy", 0), ("paper", 1), ("release", 0)])
+def test_same_ids_as_the_former_path_on_tiny(tiny, preset, seed):
+    d = PRESETS[preset].override(max_new_tokens=100, seed=seed, max_seconds={"speech": 0.6, "music": 0.5})
+    ours, former = both(tiny, mixed_requests(tiny), d)
+    assert ours == former
+    assert any(t == tiny.layout["image"].end_id for t in ours[0])  # a whole image was produced
+
+
+def test_sampling_without_beams_matches_too(tiny):
+    d = PRESETS["paper"].override(max_new_tokens=80, seed=5, text_num_beams=1, text_do_sample=True,
+                                  max_seconds={"speech": 0.6, "music": 0.5})
+    ours, former = both(tiny, mixed_requests(tiny), d)
+    assert ours == former
+
+
+def test_cached_decoding_equals_the_full_forward(tiny):
+    m = tiny.model
+    ids = list(range(5, 70))
+    with torch.no_grad():
+        full = m(input_ids=torch.tensor([ids])).logits[0].float()  # (T, V)
+    dec = LlamaDecoder(m, rows=1, length=8)  # tiny capacity: the cache has to grow on the way
+
+    def check(states, positions):
+        got = dec.logits(states.reshape(len(positions), -1))
+        torch.testing.assert_close(got, full[positions], atol=1e-4, rtol=1e-4)
+
+    check(dec.prefill(0, ids[:40], 0), [39])
+    check(dec.prefill(0, ids[40:50], 40), [49])  # a chunk over a cache
+    dec.prefill(1, ids[:20], 0)  # a second row of another length
+    check(dec.decode(torch.tensor([ids[50], ids[20]]), torch.tensor([50, 20])), [50, 20])
+    prefix = dec.export(0, ids[:51])
+    dec.load(1, prefix, 51)
+    check(dec.decode(torch.tensor([ids[51]] * 2), torch.tensor([51, 51])), [51, 51])
+    columns = torch.tensor([3, 70, 1500])  # the output layer for a few token ids only
+    states = dec.decode(torch.tensor([ids[52]] * 2), torch.tensor([52, 52]))
+    torch.testing.assert_close(dec.logits(states, columns), dec.logits(states)[:, columns], atol=1e-6, rtol=1e-6)
+
+
+def test_generic_decoder_gives_the_same_ids(debug_bundle):
+    """Any HF causal LM: the model's own forward with a DynamicCache per row."""
+    b = debug_bundle
+    assert isinstance(make_decoder(b.model), LlamaDecoder)
+    d = PRESETS["greedy"].override(max_new_tokens=40)
+    reqs = mixed_requests(b)[:3]
+    kw = dict(stop_ids=b.stop_ids, pad_id=b.pad_id)
+    generic = generate_ids(b.model, b.layout, reqs, d, decoder=HFDecoder(b.model), **kw)
+    assert generic == generate_ids(b.model, b.layout, reqs, d, **kw)
+
+
+def run_alone(b, decoding, req: Request) -> list[int]:
+    engine = Engine(b.model, b.layout, decoding, stop_ids=b.stop_ids, max_batch=1)
+    h = engine.submit(req)
+    engine.run()
+    return h.ids
+
+
+def test_rows_join_and_leave_a_running_batch(tiny):
+    b = tiny
+    d = PRESETS["greedy"].override(max_new_tokens=60, max_seconds={"speech": 0.5, "music": 0.3})
+    base = b.tokenizer("[Human]: go<eoh>\n[MMGPT]:", add_special_tokens=False)["input_ids"]
+    reqs = [Request(base + [b.layout["music"].start_id], max_new_tokens=50),
+            Request(base + [b.layout["image"].start_id], max_new_tokens=20),
+            Request(base, allowed_starts=(), max_new_tokens=35),
+            Request(base + [b.layout["speech"].start_id], max_new_tokens=45)]
+    engine = Engine(b.model, b.layout, d, stop_ids=b.stop_ids, max_batch=2)
+    handles = [engine.submit(reqs[0])]
+    for _ in range(7):
+        engine.step()
+    handles += [engine.submit(r) for r in reqs[1:]]  # join a batch that is 7 tokens in
+    sizes = []
+    while engine.busy:
+        engine.step()
+        sizes.append(len(engine.rows))
+    assert max(sizes) == 2 and 1 in sizes and sizes.count(2) > 10  # rows left and others took their slots
+    for req, h in zip(reqs, handles):
+        assert h.done and h.ids == run_alone(b, d, req)
+
+
+def test_callbacks_stream_every_token_in_order(debug_bundle):
+    b = debug_bundle
+    d = b.decoding.override(max_new_tokens=50, seed=2)
+    got: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    gens = generate(b.model, b.layout, mixed_requests(b)[1:4], d, stop_ids=b.stop_ids, pad_id=b.pad_id,
+                    on_token=lambda i, tok: got[i].append(tok))
+    assert [got[i] for i in range(3)] == [g.ids for g in gens]
+
+
+class CountingDecoder:
+    """A decoder that counts the positions it computes in prefills."""
+
+    def __init__(self, inner):
+        self.inner, self.prefilled = inner, 0
+
+    def prefill(self, slot, ids, start):
+        self.prefilled += len(ids)
+        return self.inner.prefill(slot, ids, start)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_chat_turn_computes_only_its_new_tokens(debug_bundle):
+    b = debug_bundle
+    decoding = PRESETS["greedy"].override(max_new_tokens=30)
+    session = ChatSession(b, decoding=decoding)
+    counter = session._decoder = CountingDecoder(make_decoder(b.model))
+    session.ask(["Hello there"], want="music")
+    history = list(session.history)
+    prompt = session.prompt_ids(["And again?"], want="music")
+    before = counter.prefilled
+    streamed: list[int] = []
+    second = session.ask(["And again?"], want="music", on_token=streamed.append)
+    # the new turn's tokens, plus at most the reply's last token and the format's end token
+    assert counter.prefilled - before <= len(prompt) - len(history) + 2 < len(prompt) // 2
+    # and the reply is the one the former path gives for the whole prompt
+    former = generate_ids_reference(b.model, b.layout, [GenerationRequest(prompt)], decoding,
+                                    stop_ids=b.stop_ids, pad_id=b.pad_id)[0]
+    assert second.ids == [b.layout["music"].start_id] + former and streamed == former
+    session.reset()
+    assert session._cache is None
+
+
+def test_a_beam_searched_turn_starts_from_the_history_cache(debug_bundle, monkeypatch):
+    """Text by beam search (the paper's settings) runs HF's beam search from the kept cache."""
+    import anygpt.generate.engine as engine
+
+    b = debug_bundle
+    decoding = PRESETS["paper"].override(max_new_tokens=24, seed=0)
+    session = ChatSession(b, decoding=decoding)
+    session.ask(["Hello there"], want="music")
+    prompt = session.prompt_ids(["And again?"], want="text")
+    history = len(session.history)
+    used = []
+    build = engine._beam_cache
+    monkeypatch.setattr(engine, "_beam_cache", lambda *a: used.append(build(*a)) or used[-1])
+    second = session.ask(["And again?"], want="text")
+    assert used and used[0] is not None and used[0].get_seq_length() >= history - 2  # all but the reply's last 2
+    former = generate_ids_reference(b.model, b.layout, [GenerationRequest(prompt, allowed_starts=())], decoding,
+                                    stop_ids=b.stop_ids, pad_id=b.pad_id)[0]
+    assert second.ids == former
