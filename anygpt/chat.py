@@ -9,6 +9,7 @@ is one X-to-text or text-to-X prompt.
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,9 +33,10 @@ class Reply:
     ids: list[int]  # generated ids, with the forced span start in front when one was forced
 
 
-def encode_media(bundle: Bundle, modality: str, source) -> Media:
+def encode_media(bundle: Bundle, modality: str, source, *, announce: bool = False) -> Media:
     """A file path (or an in-memory image, waveform or (waveform, sample rate) pair) -> Media with the
-    bundle's codec."""
+    bundle's codec. `announce`: warn (warnings.warn) when the input is resized, resampled or cut
+    before the codec reads it, as a user's own files should be."""
     from anygpt import media
 
     codec = bundle.codec(modality)
@@ -42,12 +44,37 @@ def encode_media(bundle: Bundle, modality: str, source) -> Media:
         if modality == "image":
             source = media.load_image(source)
         else:
+            if announce:
+                import soundfile
+
+                try:
+                    info = soundfile.info(str(source))
+                    _warn_adjusted(codec, modality, str(source), info.samplerate, info.duration, bundle)
+                except (RuntimeError, OSError, ValueError):
+                    pass  # load_audio below says what is wrong with the file
             source = media.load_audio(source, codec.sample_rate, max_seconds=_max_input_seconds(bundle, modality))
     elif modality != "image" and isinstance(source, tuple):  # (waveform, rate): resampled and cropped as a file
+        if announce:
+            wav, rate = source
+            _warn_adjusted(codec, modality, f"the {modality} input", int(rate), len(wav) / int(rate), bundle)
         source = media.to_waveform(source, codec.sample_rate, max_seconds=_max_input_seconds(bundle, modality))
+    if modality == "image" and announce:
+        size = getattr(codec, "image_size", None) or getattr(getattr(codec, "cfg", None), "image_size", None)
+        if size and getattr(source, "size", None) not in (None, (size, size)):
+            warnings.warn(f"the picture is {source.size[0]}x{source.size[1]}; the image codec reads it at "
+                          f"{size}x{size}", stacklevel=2)
     if modality != "image" and isinstance(source, np.ndarray):  # refused before the codec spends time on it
         check_input_seconds(context_length(bundle.model), bundle.layout, modality, len(source) / codec.sample_rate)
     return Media(modality, codec.encode(source))
+
+
+def _warn_adjusted(codec, modality: str, source: str, rate: int, seconds: float, bundle: Bundle) -> None:
+    """Say when an audio input is resampled or cropped before its codec reads it."""
+    if rate != codec.sample_rate:
+        warnings.warn(f"{source} is resampled from {rate} Hz to {codec.sample_rate} Hz", stacklevel=3)
+    limit = _max_input_seconds(bundle, modality)
+    if limit is not None and seconds > limit:
+        warnings.warn(f"{source} is cut to its first {limit:g} s (of {seconds:.1f} s)", stacklevel=3)
 
 
 def _max_input_seconds(bundle: Bundle, modality: str) -> float | None:

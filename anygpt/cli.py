@@ -95,7 +95,7 @@ def _chat_content(bundle, args) -> list:
     pieces: list = []
     for modality in ("image", "speech", "music"):
         for path in getattr(args, modality) or []:
-            pieces += [encode_media(bundle, modality, path), " "]
+            pieces += [encode_media(bundle, modality, path, announce=True), " "]
     if args.task:
         return _task_content(args, pieces[::2])
     if args.text:
@@ -161,7 +161,8 @@ def cmd_chat(args) -> int:
     if not content:
         return _interactive(session, args, voice)
     t0 = time.perf_counter()
-    reply = session.ask(content, want=args.want)
+    with Progress() as progress:
+        reply = session.ask(content, want=args.want, on_token=progress)
     rows = write_segments(bundle, reply.segments, args.out, voice=voice, seed=session.decoding.seed)
     elapsed = time.perf_counter() - t0
     if args.json:
@@ -172,6 +173,32 @@ def cmd_chat(args) -> int:
         _print_rows(rows)
         _print_used(rows, session, args)
     return 0
+
+
+class Progress:
+    """The reply's progress on stderr while it is generated: tokens so far and their rate, on one line
+    rewritten in place (on a terminal; `always` prints a start and an end line elsewhere too)."""
+
+    def __init__(self, always: bool = False):
+        self.live = sys.stderr.isatty()
+        self.always = always
+        self.count = 0
+        self.t0 = time.perf_counter()
+
+    def __enter__(self) -> "Progress":
+        if self.always and not self.live:
+            print("(generating...)", file=sys.stderr, flush=True)
+        return self
+
+    def __call__(self, _token: int) -> None:
+        self.count += 1
+        if self.live and self.count % 8 == 1:
+            rate = self.count / max(time.perf_counter() - self.t0, 1e-6)
+            print(f"\r(generating: {self.count} tokens, {rate:.0f}/s)", end="", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc) -> None:
+        if self.live and self.count:
+            print("\r" + " " * 40 + "\r", end="", file=sys.stderr, flush=True)
 
 
 def _print_used(rows: list[dict], session, args) -> None:
@@ -252,14 +279,14 @@ def _interactive(session, args, voice) -> int:
                 print(f"(conversation of {turn} turns loaded from {rest})")
                 continue
             if cmd in ("/image", "/speech", "/music"):
-                attached += [encode_media(session.bundle, cmd[1:], rest), " "]
+                attached += [encode_media(session.bundle, cmd[1:], rest, announce=True), " "]
                 print(f"(attached {cmd[1:]} {rest})")
                 continue
             if cmd.startswith("/"):
                 raise AnyGPTError(f"unknown command {cmd}; type /help for the commands")
-            print("(generating...)", file=sys.stderr, flush=True)
             try:
-                reply = session.ask(attached + [line], want=want)
+                with Progress(always=True) as progress:
+                    reply = session.ask(attached + [line], want=want, on_token=progress)
             except KeyboardInterrupt:
                 print("\n(reply stopped; the conversation is kept)")
                 continue

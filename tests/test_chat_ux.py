@@ -84,3 +84,33 @@ def test_ctrl_c_during_a_reply_keeps_the_conversation(monkeypatch, capsys, tmp_p
     out, err = _interactive(monkeypatch, capsys, tmp_path, ["one", "two", f"/save {saved}", "/quit"])
     assert "(reply stopped; the conversation is kept)" in out
     assert json.loads(saved.read_text())["turns"] == 1
+
+
+def test_inputs_changed_before_the_codec_reads_them_are_announced(capsys, tmp_path):
+    import numpy as np
+    import soundfile as sf
+    from PIL import Image
+
+    Image.new("RGB", (100, 80), "red").save(tmp_path / "wide.png")
+    t = np.arange(32000) / 32000
+    sf.write(tmp_path / "hi.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 32000)
+    Image.new("RGB", (64, 64), "red").save(tmp_path / "fits.png")
+    assert main(["chat", "--image", str(tmp_path / "wide.png"), "--speech", str(tmp_path / "hi.wav"), "--text", "?",
+                 "--want", "text", "--max-new-tokens", "4", "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "anygpt: warning: the picture is 100x80; the image codec reads it at 64x64" in err
+    assert "hi.wav is resampled from 32000 Hz to 16000 Hz" in err
+    assert main(["chat", "--image", str(tmp_path / "fits.png"), "--text", "?", "--want", "text",
+                 "--max-new-tokens", "4", "--out", str(tmp_path / "o")]) == 0
+    assert "warning" not in capsys.readouterr().err  # nothing changed, nothing said
+
+
+def test_progress_counts_the_reply_tokens_as_they_come(capsys, monkeypatch):
+    from anygpt.cli import Progress
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    with Progress() as progress:
+        for token in range(20):
+            progress(token)
+    err = capsys.readouterr().err
+    assert "(generating: 1 tokens" in err and "(generating: 17 tokens" in err and progress.count == 20
