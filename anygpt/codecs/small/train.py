@@ -348,14 +348,7 @@ def train_soundstorm(world: str | Path, cfg: TrainConfig, *, stop_after: int | N
                      codec: SmallSpeechCodec | None = None) -> list[dict]:
     codec = codec or _trained_speech(cfg, "soundstorm")
     if codes is None:
-        cache = Path(cfg.out) / "codes.pt"
-        if cache.is_file():
-            codes = torch.load(cache, weights_only=True)
-        else:
-            items = load_audio_items(world, "speech", cfg.split, cfg.max_items, codec.sample_rate)
-            codes = encode_speech_codes(codec, items)
-            Path(cfg.out).mkdir(parents=True, exist_ok=True)
-            tc._atomic_save(codes, cache)
+        codes = _speech_cache(world, cfg, codec, "codes.pt", encode_speech_codes)
     model = codec.soundstorm
     c = model.config
     params, opt = _optimizer(model, cfg, (0.9, 0.98), weight_decay=0.01)
@@ -375,6 +368,17 @@ def train_soundstorm(world: str | Path, cfg: TrainConfig, *, stop_after: int | N
     if _finished(cfg):
         _finish(codec, cfg, "small-speech")
     return rows
+
+
+def _speech_cache(world, cfg: TrainConfig, codec: SmallSpeechCodec, name: str, make):
+    """make(codec, world speech items) computed once and kept in OUT/name (a rerun reads it back)."""
+    cache = Path(cfg.out) / name
+    if cache.is_file():
+        return torch.load(cache, weights_only=True)
+    out = make(codec, load_audio_items(world, "speech", cfg.split, cfg.max_items, codec.sample_rate))
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    tc._atomic_save(out, cache)
+    return out
 
 
 def _trained_speech(cfg: TrainConfig, kind: str) -> SmallSpeechCodec:
@@ -429,14 +433,7 @@ def train_voice(world: str | Path, cfg: TrainConfig, *, stop_after: int | None =
     if codec.renderer is None:
         raise AnyGPTError("train voice: the codec's layer 1 must be phone units (--set units=phones)")
     if data is None:
-        cache = Path(cfg.out) / "voice_data.pt"
-        if cache.is_file():
-            data = torch.load(cache, weights_only=True)
-        else:
-            items = load_audio_items(world, "speech", cfg.split, cfg.max_items, codec.sample_rate)
-            data = voice_data(codec, items)
-            Path(cfg.out).mkdir(parents=True, exist_ok=True)
-            tc._atomic_save(data, cache)
+        data = _speech_cache(world, cfg, codec, "voice_data.pt", voice_data)
     by_speaker: dict[str, list[int]] = {}
     for i, d in enumerate(data):
         by_speaker.setdefault(d["speaker"], []).append(i)
