@@ -32,8 +32,11 @@ anygpt codecs train speech --world "$SPEECH_WORLD" --out "$RUNS/phones" --steps 
 wait "$image"
 anygpt codecs train music --world "$RUNS/world-400" --out "$RUNS/music" --no-progress &
 music=$!
-anygpt codecs train voice --codec "$RUNS/phones/export" --world "$SPEECH_WORLD" --out "$RUNS/voice" --max-items 3000 \
-  --no-progress
+# the acoustic layers again with layer 1 frozen (its codes, the LLM's tokens, stay those of the run above)
+anygpt codecs train speech --world "$SPEECH_WORLD" --out "$RUNS/phones-acoustic" --init-from "$RUNS/phones/export" \
+  --steps 1500 --max-items 3000 --vq-warmup 0 --threads 2 --set units=phones --set acoustic_codebook_size=128 --no-progress
+anygpt codecs train voice --codec "$RUNS/phones-acoustic/export" --world "$SPEECH_WORLD" --out "$RUNS/voice" \
+  --max-items 3000 --threads 2 --no-progress
 wait "$music"
 anygpt codecs ship --image "$RUNS/scene/export" --speech "$RUNS/voice/export" --music "$RUNS/music/export" \
   --out anygpt/bundles/tiny
