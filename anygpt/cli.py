@@ -92,6 +92,8 @@ def _load(args):
 def _chat_content(bundle, args) -> list:
     from anygpt.chat import encode_media
 
+    if args.task:  # the task's inputs are checked before any file is read
+        _task_inputs(args, [m for m in ("image", "speech", "music") for _ in getattr(args, m) or []])
     pieces: list = []
     for modality in ("image", "speech", "music"):
         for path in getattr(args, modality) or []:
@@ -105,14 +107,21 @@ def _chat_content(bundle, args) -> list:
     return pieces
 
 
-def _task_content(args, media: list) -> list:
-    """The released chat model's prompt for a task, around its one input; sets --want from it."""
+def _task_inputs(args, modalities: list[str]):
+    """The task named by --task, or AnyGPTError unless its one input is given (`modalities`: of the media)."""
     from anygpt.prompts import load_tasks
 
     task = load_tasks()[args.task]
-    value = args.text if task.input == "text" else next((m for m in media if m.modality == task.input), None)
-    if value is None or (task.input == "text") != (not media):
+    given = bool(args.text) if task.input == "text" else task.input in modalities
+    if not given or (task.input == "text") != (not modalities):
         raise AnyGPTError(f"--task {task.name} takes one {task.input} input ({'--text' if task.input == 'text' else '--' + task.input})")
+    return task
+
+
+def _task_content(args, media: list) -> list:
+    """The released chat model's prompt for a task, around its one input; sets --want from it."""
+    task = _task_inputs(args, [m.modality for m in media])
+    value = args.text if task.input == "text" else next(m for m in media if m.modality == task.input)
     if args.want is None and task.reply is None:  # a voice-chat reply starts with text, not a span
         args.want = task.output
     return task.chat_pieces(value)

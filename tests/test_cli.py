@@ -135,9 +135,9 @@ def test_task_prompts_wrap_the_input(capsys, tmp_path, monkeypatch):
 
     real = ChatSession.ask
 
-    def spy(self, content, *, want=None):
+    def spy(self, content, *, want=None, **kwargs):
         seen["text"] = self.bundle.tokenizer.decode(self.prompt_ids(content, want))
-        return real(self, content, want=want)
+        return real(self, content, want=want, **kwargs)
 
     monkeypatch.setattr(ChatSession, "ask", spy)
     out = run_json(capsys, "chat", "--task", "t2i", "--text", "a red circle", "--out", str(tmp_path), "--json",
