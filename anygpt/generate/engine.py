@@ -55,22 +55,51 @@ def generate(model, layout: VocabLayout, requests: list[GenerationRequest], deco
     memory) across calls, e.g. over the turns of a chat."""
     if decoding.seed is not None:
         torch.manual_seed(decoding.seed)
-    rows = [_Row(list(r.prompt), r.allowed_starts, cache=r.prefix) for r in requests]
-    tracker = SpanTracker(layout)
-    beam_text = decoding.text.num_beams > 1
-    start_ids = [m.start_id for m in layout.modalities.values()]
-    end_ids = [m.end_id for m in layout.modalities.values()]
+    rows = [Row(list(r.prompt), r.allowed_starts, cache=r.prefix) for r in requests]
     vocab_rows = model.get_output_embeddings().weight.shape[0]
     engine = Engine(model, layout, decoding, stop_ids=stop_ids, max_batch=max(len(rows), 1), decoder=decoder)
     index = {id(r): i for i, r in enumerate(rows)}
 
-    def stream(row: _Row):
+    def stream(row: Row):
         return None if on_token is None else (lambda tok: on_token(index[id(row)], tok))
 
+    for batch, beams, eos, starts in phase_cohorts(rows, layout, decoding, stop_ids):
+        if beams:
+            constraint = span_constraint(layout, decoding, starts, vocab_rows)
+            _run_beam_phase(model, batch, decoding, eos, stop_ids, pad_id, constraint, stream)
+        else:
+            _run_engine_phase(engine, batch, decoding, eos, stop_ids, stream)
+    out = []
+    for r in rows:
+        cache = r.cache if r.cache is not None and r.cache.length > 0 else None
+        out.append(Generation(r.ids[len(r.ids) - r.generated:], cache))
+    return out
+
+
+@dataclass
+class Row:
+    """One request's sequence while it is generated."""
+
+    ids: list[int]
+    allowed_starts: tuple[str, ...] | None
+    generated: int = 0
+    done: bool = False
+    cache: KVPrefix | None = None  # the cache of a prefix of ids, from the last engine phase
+
+
+def phase_cohorts(rows: list[Row], layout: VocabLayout, decoding: DecodingConfig, stop_ids: list[int]):
+    """The phases of a generation, until every row is done or out of budget: yields (cohort, beams,
+    phase end ids, allowed span starts) for each group of rows decoded together in one phase. With
+    beam-searched text, rows in text run a beam phase until a stop or a span start, rows in a span a
+    sampled phase until its end; otherwise one sampled phase runs to the stop."""
+    tracker = SpanTracker(layout)
+    beam_text = decoding.text.num_beams > 1
+    start_ids = [m.start_id for m in layout.modalities.values()]
+    end_ids = [m.end_id for m in layout.modalities.values()]
     while True:
         active = [r for r in rows if not r.done and r.generated < decoding.max_new_tokens]
         if not active:
-            break
+            return
         if not beam_text:
             groups = [(active, False, stop_ids)]
         else:
@@ -83,33 +112,18 @@ def generate(model, layout: VocabLayout, requests: list[GenerationRequest], deco
             # rows that share their allowed span starts share one constraint and one cohort; ordered
             # (not a set) so that seeded sampling draws in the same order in every process
             for starts in dict.fromkeys(r.allowed_starts for r in group):
-                batch = [r for r in group if r.allowed_starts == starts]
-                if beams:
-                    constraint = None
-                    if decoding.constrained:
-                        constraint = SpanConstraint(layout, max_seconds=decoding.max_seconds,
-                                                    allowed_starts=None if starts is None else list(starts),
-                                                    vocab_rows=vocab_rows)
-                    _run_beam_phase(model, batch, decoding, eos, stop_ids, pad_id, constraint, stream)
-                else:
-                    _run_engine_phase(engine, batch, decoding, eos, stop_ids, stream)
-    out = []
-    for r in rows:
-        cache = r.cache if r.cache is not None and r.cache.length > 0 else None
-        out.append(Generation(r.ids[len(r.ids) - r.generated:], cache))
-    return out
+                yield [r for r in group if r.allowed_starts == starts], beams, eos, starts
 
 
-@dataclass
-class _Row:
-    ids: list[int]
-    allowed_starts: tuple[str, ...] | None
-    generated: int = 0
-    done: bool = False
-    cache: KVPrefix | None = None  # the cache of a prefix of ids, from the last engine phase
+def span_constraint(layout: VocabLayout, decoding: DecodingConfig, starts, vocab_rows: int) -> SpanConstraint | None:
+    """The span constraint of a cohort whose rows may open the spans `starts` (None: any)."""
+    if not decoding.constrained:
+        return None
+    return SpanConstraint(layout, max_seconds=decoding.max_seconds,
+                          allowed_starts=None if starts is None else list(starts), vocab_rows=vocab_rows)
 
 
-def _run_engine_phase(engine: Engine, rows: list[_Row], decoding: DecodingConfig, eos: list[int],
+def _run_engine_phase(engine: Engine, rows: list[Row], decoding: DecodingConfig, eos: list[int],
                       stop_ids: list[int], stream) -> None:
     """One cohort on the engine until every row meets `eos` or the phase budget, as one
     `model.generate` call over the batch would: rows share the budget of the row with the most
@@ -121,10 +135,10 @@ def _run_engine_phase(engine: Engine, rows: list[_Row], decoding: DecodingConfig
     engine.run()
     for r, h in zip(rows, handles):
         r.cache = h.cache
-        _extend(r, h.ids, decoding, eos, stop_ids)
+        extend_row(r, h.ids, decoding, eos, stop_ids)
 
 
-def _extend(r: _Row, toks: list[int], decoding: DecodingConfig, eos: list[int], stop_ids: list[int]) -> None:
+def extend_row(r: Row, toks: list[int], decoding: DecodingConfig, eos: list[int], stop_ids: list[int]) -> None:
     ends = set(eos)
     cut = next((i + 1 for i, t in enumerate(toks) if t in ends), len(toks))
     toks = toks[: min(cut, decoding.max_new_tokens - r.generated)]
@@ -134,7 +148,7 @@ def _extend(r: _Row, toks: list[int], decoding: DecodingConfig, eos: list[int], 
         r.done = True
 
 
-def _beam_cache(model, rows: list[_Row], width: int, num_beams: int):
+def _beam_cache(model, rows: list[Row], width: int, num_beams: int):
     """HF's cache for the first C columns of the left-padded batch, built from the rows' kept caches
     (tensors of the Llama decoder), each row repeated for its beams; None when there is none.
 
@@ -164,44 +178,55 @@ def _beam_cache(model, rows: list[_Row], width: int, num_beams: int):
     return cache
 
 
-def _in_span(tracker: SpanTracker, row: _Row) -> bool:
+def _in_span(tracker: SpanTracker, row: Row) -> bool:
     return bool(tracker.state(torch.tensor([row.ids])).modality[0] >= 0)
 
 
-def _run_beam_phase(model, rows: list[_Row], decoding: DecodingConfig, eos: list[int], stop_ids: list[int],
+def left_padded(rows: list[Row], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows' ids, left-padded to the longest: input ids and attention mask, (rows, width) each."""
+    width = max(len(r.ids) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        input_ids[i, width - len(r.ids):] = torch.tensor(r.ids)
+        mask[i, width - len(r.ids):] = 1
+    return input_ids, mask
+
+
+def beam_settings(decoding: DecodingConfig) -> dict:
+    """HF generate's settings for a beam phase: beam search (or beam sampling) with the text settings."""
+    text = decoding.text
+    sampling = text.do_sample
+    return dict(num_beams=text.num_beams, do_sample=sampling, early_stopping=True,
+                temperature=text.temperature if sampling else None,
+                top_k=(text.top_k or None) if sampling else None,
+                top_p=text.top_p if sampling and text.top_p < 1 else None,
+                repetition_penalty=text.repetition_penalty if text.repetition_penalty != 1 else None)
+
+
+def _run_beam_phase(model, rows: list[Row], decoding: DecodingConfig, eos: list[int], stop_ids: list[int],
                     pad_id: int, constraint: SpanConstraint | None, stream) -> None:
     """HF's own beam search (or beam sampling) with the text settings, from the rows' kept caches."""
     from transformers import GenerationConfig, LogitsProcessorList
 
     device = model.device
-    width = max(len(r.ids) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):  # left padding
-        input_ids[i, width - len(r.ids):] = torch.tensor(r.ids)
-        mask[i, width - len(r.ids):] = 1
+    input_ids, mask = left_padded(rows, pad_id)
+    width = input_ids.shape[1]
     budget = max(decoding.max_new_tokens - r.generated for r in rows)
 
     processors = [constraint] if constraint is not None else []
     if constraint is not None:
         constraint.set_budget(torch.tensor([width + decoding.max_new_tokens - r.generated for r in rows]))
-    text = decoding.text
-    sampling = text.do_sample
-    settings = dict(num_beams=text.num_beams, do_sample=sampling, early_stopping=True,
-                    temperature=text.temperature if sampling else None,
-                    top_k=(text.top_k or None) if sampling else None,
-                    top_p=text.top_p if sampling and text.top_p < 1 else None,
-                    repetition_penalty=text.repetition_penalty if text.repetition_penalty != 1 else None)
     config = GenerationConfig(max_new_tokens=budget, eos_token_id=eos, pad_token_id=pad_id,
-                              use_cache=True, **settings)
-    past = _beam_cache(model, rows, width, text.num_beams)
+                              use_cache=True, **beam_settings(decoding))
+    past = _beam_cache(model, rows, width, decoding.text.num_beams)
     with torch.no_grad():
         out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                              generation_config=config, logits_processor=LogitsProcessorList(processors),
                              **({} if past is None else {"past_key_values": past}))
     for r, toks in zip(rows, out[:, width:].tolist()):
         before = r.generated
-        _extend(r, toks, decoding, eos, stop_ids)
+        extend_row(r, toks, decoding, eos, stop_ids)
         if stream(r) is not None:
             for tok in r.ids[len(r.ids) - (r.generated - before):]:
                 stream(r)(tok)
