@@ -52,12 +52,12 @@ def encode_media(bundle: Bundle, modality: str, source, *, announce: bool = Fals
                     _warn_adjusted(codec, modality, str(source), info.samplerate, info.duration, bundle)
                 except (RuntimeError, OSError, ValueError):
                     pass  # load_audio below says what is wrong with the file
-            source = media.load_audio(source, codec.sample_rate, max_seconds=_max_input_seconds(bundle, modality))
+            source = media.load_audio(source, codec.sample_rate, max_seconds=max_input_seconds(bundle, modality))
     elif modality != "image" and isinstance(source, tuple):  # (waveform, rate): resampled and cropped as a file
         if announce:
             wav, rate = source
             _warn_adjusted(codec, modality, f"the {modality} input", int(rate), len(wav) / int(rate), bundle)
-        source = media.to_waveform(source, codec.sample_rate, max_seconds=_max_input_seconds(bundle, modality))
+        source = media.to_waveform(source, codec.sample_rate, max_seconds=max_input_seconds(bundle, modality))
     if modality == "image" and announce:
         size = getattr(codec, "image_size", None) or getattr(getattr(codec, "cfg", None), "image_size", None)
         if size and getattr(source, "size", None) not in (None, (size, size)):
@@ -72,14 +72,24 @@ def _warn_adjusted(codec, modality: str, source: str, rate: int, seconds: float,
     """Say when an audio input is resampled or cropped before its codec reads it."""
     if rate != codec.sample_rate:
         warnings.warn(f"{source} is resampled from {rate} Hz to {codec.sample_rate} Hz", stacklevel=3)
-    limit = _max_input_seconds(bundle, modality)
+    limit = max_input_seconds(bundle, modality)
     if limit is not None and seconds > limit:
         warnings.warn(f"{source} is cut to its first {limit:g} s (of {seconds:.1f} s)", stacklevel=3)
 
 
-def _max_input_seconds(bundle: Bundle, modality: str) -> float | None:
+def max_input_seconds(bundle: Bundle, modality: str) -> float | None:
     # Music inputs are cropped from the start to the span limit (5 s windows in the release).
     return bundle.decoding.max_seconds.get(modality) if modality == "music" else None
+
+
+def check_want(bundle: Bundle, want: str | None) -> None:
+    """AnyGPTError unless `want` (None: the model chooses) is a reply this bundle can give and decode."""
+    if want is not None and want not in WANTS:
+        raise AnyGPTError(f"unknown output modality {want!r}; choose one of {', '.join(WANTS)}")
+    if want not in (None, "text"):
+        bundle.layout[want]  # raises for a modality the layout lacks
+        if want not in bundle.codecs:  # fail before generating what cannot be decoded
+            raise AnyGPTError(f"bundle {bundle.name!r} has no {want} codec to decode a {want} reply")
 
 
 class ChatSession:
@@ -98,12 +108,7 @@ class ChatSession:
         """Ids of the whole prompt for this user turn (history included). The strings of `content`
         are the user's: they never produce control or code ids (see prompts/user_text.py)."""
         content = user_pieces(content)
-        if want is not None and want not in WANTS:
-            raise AnyGPTError(f"unknown output modality {want!r}; choose one of {', '.join(WANTS)}")
-        if want not in (None, "text"):
-            self.bundle.layout[want]  # raises for a modality the layout lacks
-            if want not in self.bundle.codecs:  # fail before generating what cannot be decoded
-                raise AnyGPTError(f"bundle {self.bundle.name!r} has no {want} codec to decode a {want} reply")
+        check_want(self.bundle, want)
         b, fmt = self.bundle, self.bundle.prompt_format
         if fmt.kind == "base":
             pieces = self._base_pieces(content, want)

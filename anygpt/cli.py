@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 from anygpt.errors import AnyGPTError
+from anygpt.serve import command as serve_command
 
 
 def _quiet_libraries() -> None:
@@ -85,6 +86,15 @@ def _load(args):
     from anygpt.bundles import load_bundle
 
     return load_bundle(args.bundle, device=args.device, dtype=args.dtype)
+
+
+# --- serve ---------------------------------------------------------------------------------------
+
+def cmd_serve(args) -> int:
+    serve_command.check(args)
+    changes = _settings(args)
+    bundle = _load(args)
+    return serve_command.serve(bundle, _decoding(args, bundle, changes), args)
 
 
 # --- chat ----------------------------------------------------------------------------------------
@@ -531,6 +541,12 @@ def build_parser() -> argparse.ArgumentParser:
     _bundle_args(p)
     p.add_argument("--out", default="demo-out")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="serve a bundle over HTTP: OpenAI-compatible API and a chat page")
+    _bundle_args(p)
+    _decoding_args(p)
+    serve_command.add_arguments(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("data", help="make and prepare data: the offline world, token shards, mixtures")
     dsub = p.add_subparsers(dest="data_command", required=True)

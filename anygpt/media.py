@@ -48,16 +48,27 @@ def _existing_file(path: PathLike) -> Path:
 def load_image(path: PathLike) -> Image.Image:
     """Read an image file into an RGB PIL image (transparent areas become white)."""
     path = _existing_file(path)
+    return _read_image(path, str(path))
+
+
+def image_from_bytes(data: bytes, *, source: str = "image") -> Image.Image:
+    """The same for an image file's bytes (an upload): `source` names it in errors."""
+    import io
+
+    return _read_image(io.BytesIO(data), source)
+
+
+def _read_image(src, source: str) -> Image.Image:
     try:
-        with Image.open(path) as opened:
+        with Image.open(src) as opened:
             opened.load()  # decode now: truncated files fail here, not in the codec
             image = ImageOps.exif_transpose(opened)  # phone photos store rotation in EXIF
     except UnidentifiedImageError:
-        raise MediaError(f"{path}: not an image (unrecognised or empty file)") from None
+        raise MediaError(f"{source}: not an image (unrecognised or empty file)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise MediaError(f"{path}: not a readable image ({e})") from None
+        raise MediaError(f"{source}: not a readable image ({e})") from None
     if image.width == 0 or image.height == 0:
-        raise MediaError(f"{path}: image has zero size ({image.width}x{image.height})")
+        raise MediaError(f"{source}: image has zero size ({image.width}x{image.height})")
     return _to_rgb(image)
 
 
@@ -143,22 +154,34 @@ def as_waveform(x: Any, sample_rate: int, *, source: str = "waveform") -> np.nda
 
 
 def load_audio(path: PathLike, sample_rate: int, *, max_seconds: float | None = None) -> np.ndarray:
-    """Read WAV/FLAC/OGG into float32 mono (samples,) at `sample_rate`, cropped to `max_seconds`."""
+    """Read WAV/FLAC/OGG/MP3 into float32 mono (samples,) at `sample_rate`, cropped to `max_seconds`."""
+    path = _existing_file(path)
+    return _read_audio(path, str(path), sample_rate, max_seconds)
+
+
+def audio_from_bytes(data: bytes, sample_rate: int, *, source: str = "audio",
+                     max_seconds: float | None = None) -> np.ndarray:
+    """The same for an audio file's bytes (an upload): `source` names it in errors."""
+    import io
+
+    return _read_audio(io.BytesIO(data), source, sample_rate, max_seconds)
+
+
+def _read_audio(src, source: str, sample_rate: int, max_seconds: float | None) -> np.ndarray:
     import soundfile as sf
 
-    path = _existing_file(path)
     if max_seconds is not None and not max_seconds > 0:
-        raise MediaError(f"{path}: max_seconds must be positive, got {max_seconds}")
+        raise MediaError(f"{source}: max_seconds must be positive, got {max_seconds}")
     try:
-        data, file_rate = sf.read(path, dtype="float32", always_2d=True)  # (frames, channels)
-    except (sf.SoundFileError, RuntimeError, ValueError) as e:
-        raise MediaError(f"{path}: not a readable audio file ({getattr(e, 'error_string', e)})") from None
+        data, file_rate = sf.read(src, dtype="float32", always_2d=True)  # (frames, channels)
+    except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as e:
+        raise MediaError(f"{source}: not a readable audio file ({getattr(e, 'error_string', e)})") from None
     if max_seconds is not None:  # crop before resampling: no work on audio we would throw away
         data = data[: math.ceil(max_seconds * file_rate)]
     if len(data) == 0:
-        raise MediaError(f"{path}: audio is empty (0 samples)")
-    wav = as_waveform(data.mean(axis=1), file_rate, source=str(path))  # (samples,)
-    return _resample_crop(wav, file_rate, sample_rate, max_seconds, str(path))
+        raise MediaError(f"{source}: audio is empty (0 samples)")
+    wav = as_waveform(data.mean(axis=1), file_rate, source=source)  # (samples,)
+    return _resample_crop(wav, file_rate, sample_rate, max_seconds, source)
 
 
 def _resample_crop(wav: np.ndarray, rate: int, sample_rate: int, max_seconds: float | None, source: str) -> np.ndarray:
@@ -191,13 +214,45 @@ def save_audio(path: PathLike, wav: Any, sample_rate: int, *, existing: str = "r
     from anygpt.outputs import write_file
 
     path = Path(path)
+    clipped = _playable(wav, str(path))
+    return write_file(path, lambda f: sf.write(f, clipped, sample_rate, subtype="PCM_16", format="WAV"),
+                      existing=existing)
+
+
+AUDIO_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "mp3": ("MP3", "MPEG_LAYER_III"),
+                 "pcm16": ("RAW", "PCM_16")}  # pcm16: raw little-endian 16-bit samples, no header
+
+
+def audio_bytes(wav: Any, sample_rate: int, fmt: str = "wav") -> bytes:
+    """A mono waveform as the bytes of an audio file of format `fmt` (one of AUDIO_FORMATS)."""
+    import io
+
+    import soundfile as sf
+
+    if fmt not in AUDIO_FORMATS:
+        raise MediaError(f"unknown audio format {fmt!r}; choose one of {', '.join(AUDIO_FORMATS)}")
+    container, subtype = AUDIO_FORMATS[fmt]
+    endian = "LITTLE" if fmt == "pcm16" else "FILE"
+    buf = io.BytesIO()
+    sf.write(buf, _playable(wav, "audio"), sample_rate, subtype=subtype, format=container, endian=endian)
+    return buf.getvalue()
+
+
+def png_bytes(image: Image.Image | np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    as_image(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _playable(wav: Any, source: str) -> np.ndarray:
+    """A mono float32 waveform clipped to [-1, 1], or MediaError."""
     if hasattr(wav, "detach"):
         wav = wav.detach().float().cpu().numpy()
     wav = np.asarray(wav, dtype=np.float32)
     if wav.ndim != 1:
-        raise MediaError(f"{path}: expected a mono waveform (samples,), got shape {wav.shape}")
+        raise MediaError(f"{source}: expected a mono waveform (samples,), got shape {wav.shape}")
     if not np.isfinite(wav).all():
-        raise MediaError(f"{path}: refusing to write audio with NaN or infinite samples")
-    clipped = np.clip(wav, -1.0, 1.0)
-    return write_file(path, lambda f: sf.write(f, clipped, sample_rate, subtype="PCM_16", format="WAV"),
-                      existing=existing)
+        raise MediaError(f"{source}: refusing to write audio with NaN or infinite samples")
+    return np.clip(wav, -1.0, 1.0)

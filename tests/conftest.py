@@ -76,3 +76,44 @@ def small_world(tmp_path_factory):
         return built[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def served():
+    """served(bundle="tiny", **ServeConfig fields) -> (base URL, Server): the real app on uvicorn, on a
+    free loopback port, started once per session for each distinct request and stopped at the end."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from anygpt.bundles import load_bundle
+    from anygpt.serve.app import ServeConfig, create_app
+
+    running: dict = {}
+    bundles: dict = {}
+
+    def start(bundle: str = "tiny", **config):
+        key = (bundle, tuple(sorted(config.items())))
+        if key not in running:
+            if bundle not in bundles:
+                bundles[bundle] = load_bundle(bundle)
+            app = create_app(bundles[bundle], config=ServeConfig(**config))
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+            thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+            thread.start()
+            deadline = time.monotonic() + 60
+            while not server.started and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert server.started, "the server did not start"
+            running[key] = (f"http://127.0.0.1:{sock.getsockname()[1]}", app.state.server, server, thread)
+        url, state, _, _ = running[key]
+        return url, state
+
+    yield start
+    for _, _, server, thread in running.values():
+        server.should_exit = True
+        thread.join(10)

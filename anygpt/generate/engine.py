@@ -66,7 +66,7 @@ def generate(model, layout: VocabLayout, requests: list[GenerationRequest], deco
     for batch, beams, eos, starts in phase_cohorts(rows, layout, decoding, stop_ids):
         if beams:
             constraint = span_constraint(layout, decoding, starts, vocab_rows)
-            _run_beam_phase(model, batch, decoding, eos, stop_ids, pad_id, constraint, stream)
+            run_beam_phase(model, batch, decoding, eos, stop_ids, pad_id, constraint, stream)
         else:
             _run_engine_phase(engine, batch, decoding, eos, stop_ids, stream)
     out = []
@@ -103,7 +103,7 @@ def phase_cohorts(rows: list[Row], layout: VocabLayout, decoding: DecodingConfig
         if not beam_text:
             groups = [(active, False, stop_ids)]
         else:
-            open_ = [_in_span(tracker, r) for r in active]
+            open_ = [in_span(tracker, r) for r in active]
             groups = [
                 ([r for r, o in zip(active, open_) if not o], True, stop_ids + start_ids),
                 ([r for r, o in zip(active, open_) if o], False, stop_ids + end_ids),
@@ -178,7 +178,7 @@ def _beam_cache(model, rows: list[Row], width: int, num_beams: int):
     return cache
 
 
-def _in_span(tracker: SpanTracker, row: Row) -> bool:
+def in_span(tracker: SpanTracker, row: Row) -> bool:
     return bool(tracker.state(torch.tensor([row.ids])).modality[0] >= 0)
 
 
@@ -204,7 +204,7 @@ def beam_settings(decoding: DecodingConfig) -> dict:
                 repetition_penalty=text.repetition_penalty if text.repetition_penalty != 1 else None)
 
 
-def _run_beam_phase(model, rows: list[Row], decoding: DecodingConfig, eos: list[int], stop_ids: list[int],
+def run_beam_phase(model, rows: list[Row], decoding: DecodingConfig, eos: list[int], stop_ids: list[int],
                     pad_id: int, constraint: SpanConstraint | None, stream) -> None:
     """HF's own beam search (or beam sampling) with the text settings, from the rows' kept caches."""
     from transformers import GenerationConfig, LogitsProcessorList

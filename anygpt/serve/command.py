@@ -1,0 +1,64 @@
+"""`anygpt serve`: the OpenAI-compatible server and its chat page.
+
+    anygpt serve [--bundle B] [--device D] [--dtype T] [--host H] [--port P] [--api-key K]
+                 [--max-batch N] [--max-jobs N] [--max-tokens N] [--timeout S] [--set KEY=VALUE]...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+DEFAULT_PORT = 8421
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)")
+    p.add_argument("--api-key", default=os.environ.get("ANYGPT_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' on /v1/ (default: $ANYGPT_API_KEY, else none)")
+    p.add_argument("--max-batch", type=int, default=8, help="requests decoded together (default 8)")
+    p.add_argument("--max-jobs", type=int, default=32, help="requests in progress before 503 (default 32)")
+    p.add_argument("--max-tokens", type=int, default=None, help="cap on a reply's tokens (default: the bundle's)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take (default 300)")
+
+
+def check(args) -> None:
+    from anygpt.errors import AnyGPTError
+
+    if not 0 <= args.port <= 65535:
+        raise AnyGPTError(f"--port must be in [0, 65535], got {args.port}")
+    for name in ("max_batch", "max_jobs", "max_tokens"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise AnyGPTError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if not args.timeout > 0:
+        raise AnyGPTError(f"--timeout must be positive, got {args.timeout}")
+
+
+def serve(bundle, decoding, args) -> int:
+    """Start the server (blocks until Ctrl-C)."""
+    import socket
+
+    import uvicorn
+
+    from anygpt.serve.app import ServeConfig, create_app
+
+    config = ServeConfig(api_key=args.api_key or None, max_batch=args.max_batch, max_jobs=args.max_jobs,
+                         max_tokens=args.max_tokens, timeout_s=args.timeout)
+    app = create_app(bundle, decoding, config)
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as e:
+        from anygpt.errors import AnyGPTError
+
+        raise AnyGPTError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); try --port 0") from None
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"anygpt serve: {bundle.name} on http://{shown}:{port}/ (OpenAI API at http://{shown}:{port}/v1"
+          f"{', key required' if config.api_key else ''}); Ctrl-C stops", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server.run(sockets=[sock])
+    return 0
