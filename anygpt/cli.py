@@ -93,8 +93,9 @@ def _load(args):
 def cmd_serve(args) -> int:
     serve_command.check(args)
     changes = _settings(args)
+    sock = serve_command.listen(args)
     bundle = _load(args)
-    return serve_command.serve(bundle, _decoding(args, bundle, changes), args)
+    return serve_command.serve(bundle, _decoding(args, bundle, changes), args, sock)
 
 
 # --- chat ----------------------------------------------------------------------------------------

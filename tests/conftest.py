@@ -99,6 +99,9 @@ def served():
         if key not in running:
             if bundle not in bundles:
                 bundles[bundle] = load_bundle(bundle)
+            import torch
+
+            config.setdefault("torch_threads", torch.get_num_threads())  # the test process keeps its threads
             app = create_app(bundles[bundle], config=ServeConfig(**config))
             sock = socket.socket()
             sock.bind(("127.0.0.1", 0))

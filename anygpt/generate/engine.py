@@ -170,7 +170,8 @@ def _beam_cache(model, rows: list[Row], width: int, num_beams: int):
         for pad, r in zip(pads, rows):
             k, v = r.cache.state[layer]  # (Hkv, T, D)
             kk, vv = k.new_zeros((k.shape[0], C, k.shape[2])), v.new_zeros((v.shape[0], C, v.shape[2]))
-            kk[:, pad:], vv[:, pad:] = k[:, : C - pad], v[:, : C - pad]
+            if pad < C:  # a row padded past C has only padding in the first C columns
+                kk[:, pad:], vv[:, pad:] = k[:, : C - pad], v[:, : C - pad]
             keys.append(kk)
             values.append(vv)
         cache.update(torch.stack(keys).repeat_interleave(num_beams, 0),

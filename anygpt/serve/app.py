@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from importlib import resources
 from typing import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from anygpt import media
@@ -58,6 +60,10 @@ class ServeConfig:
     max_body_bytes: int = 25 * 2**20
     max_tokens: int | None = None  # cap on a reply's tokens (None: the bundle's max_new_tokens)
     timeout_s: float = 300.0  # per request
+    # CPU threads: the model's thread and the media threads (codecs: inputs, replies, speech chunks)
+    # share the cores; by default half of them go to torch's ops in each thread
+    torch_threads: int | None = None
+    media_threads: int = 1
     limits: conv.Limits = field(default_factory=conv.Limits)
 
 
@@ -72,6 +78,12 @@ class Server:
                                    max_batch=config.max_batch, max_jobs=config.max_jobs)
         self.context = context_length(bundle.model)
         self.created = int(time.time())
+        self.media_pool = ThreadPoolExecutor(config.media_threads, thread_name_prefix="anygpt-media")
+
+    async def media(self, fn, *args, **kwargs):
+        """Run codec work (encoding inputs, decoding replies) on the media threads: never on the
+        event loop, and never more of it at once than there are media threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.media_pool, partial(fn, *args, **kwargs))
 
     # --- requests -> decoding ----------------------------------------------------------------------
     def request_decoding(self, body: dict, want: str | None, prompt: list[int]) -> DecodingConfig:
@@ -152,9 +164,13 @@ def create_app(bundle: Bundle, decoding: DecodingConfig | None = None, config: S
     server = Server(bundle, decoding or bundle.decoding, config)
 
     async def lifespan(app):
+        import torch
+
+        torch.set_num_threads(config.torch_threads or max(1, (os.cpu_count() or 2) // 2))
         server.scheduler.start()
         yield
         server.scheduler.stop()
+        server.media_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="anygpt", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = server
@@ -257,10 +273,10 @@ def create_app(bundle: Bundle, decoding: DecodingConfig | None = None, config: S
         if stream and want == "speech" and fmt != "pcm16":
             raise bad_request("a streamed speech reply comes as pcm16 (24 kHz): set audio.format to pcm16",
                               param="audio.format")
-        voice = await run_in_threadpool(server.voice, audio.get("voice")) if want in (None, "speech") else None
-        talk = await run_in_threadpool(conv.parse_messages, bundle, body.get("messages"),
+        voice = await server.media(server.voice, audio.get("voice")) if want in (None, "speech") else None
+        talk = await server.media(conv.parse_messages, bundle, body.get("messages"),
                                        limits=config.limits, store=server.store)
-        prompt = await run_in_threadpool(conv.prompt_ids, bundle, talk, want)
+        prompt = await server.media(conv.prompt_ids, bundle, talk, want)
         decoding = server.request_decoding(body, want, prompt)
         seed = decoding.seed or 0
         reply_id = "reply_" + secrets.token_hex(12)
@@ -274,7 +290,7 @@ def create_app(bundle: Bundle, decoding: DecodingConfig | None = None, config: S
         job = await server.run(prompt, decoding, want)
         ids = server.forced(want) + job.ids
         segments = parse_reply(ids, bundle.layout, bundle.tokenizer, stop_ids=bundle.stop_ids)
-        rendered = await run_in_threadpool(replies.render, bundle, segments, voice=voice, seed=seed)
+        rendered = await server.media(replies.render, bundle, segments, voice=voice, seed=seed)
         server.store_reply(reply_id, want, job.ids)
         message = replies.message_fields(bundle, rendered, reply_id=reply_id, audio_format=fmt)
         return {"id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": bundle.name,
@@ -285,12 +301,12 @@ def create_app(bundle: Bundle, decoding: DecodingConfig | None = None, config: S
     async def task_reply(task_name: str, value, want: str, body: dict) -> tuple[Job, replies.Rendered]:
         task = load_tasks()[task_name]
         talk = conv.Conversation(None, [conv.Turn("user", task.chat_pieces(value))])
-        prompt = await run_in_threadpool(conv.prompt_ids, bundle, talk, want)
+        prompt = await server.media(conv.prompt_ids, bundle, talk, want)
         decoding = server.request_decoding(body, want, prompt)
         job = await server.run(prompt, decoding, want)
         segments = parse_reply(server.forced(want) + job.ids, bundle.layout, bundle.tokenizer, stop_ids=bundle.stop_ids)
-        voice = await run_in_threadpool(server.voice, body.get("voice")) if want == "speech" else None
-        return job, await run_in_threadpool(replies.render, bundle, segments, voice=voice, seed=decoding.seed or 0)
+        voice = await server.media(server.voice, body.get("voice")) if want == "speech" else None
+        return job, await server.media(replies.render, bundle, segments, voice=voice, seed=decoding.seed or 0)
 
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(request: Request):
@@ -307,7 +323,7 @@ def create_app(bundle: Bundle, decoding: DecodingConfig | None = None, config: S
         if fmt not in ("json", "text", "verbose_json"):
             raise bad_request("response_format must be json, text or verbose_json", param="response_format")
         data = await upload.read()
-        speech = await run_in_threadpool(conv.encode_audio_bytes, bundle, data, "speech", "file", config.limits)
+        speech = await server.media(conv.encode_audio_bytes, bundle, data, "speech", "file", config.limits)
         job, rendered = await task_reply("asr", speech, "text", {})
         if fmt == "text":
             return Response(rendered.text + "\n", media_type="text/plain")
@@ -334,7 +350,7 @@ def create_app(bundle: Bundle, decoding: DecodingConfig | None = None, config: S
         rate = bundle.codec("speech").sample_rate
         wav, rate = (replies.resample(rendered.speech, rate, replies.STREAM_RATE), replies.STREAM_RATE) \
             if fmt in ("pcm", "pcm16") else (rendered.speech, rate)
-        data = await run_in_threadpool(media.audio_bytes, wav, rate, "pcm16" if fmt == "pcm" else fmt)
+        data = await server.media(media.audio_bytes, wav, rate, "pcm16" if fmt == "pcm" else fmt)
         return Response(data, media_type=SPEECH_FORMATS[fmt])
 
     @app.post("/v1/images/generations")
@@ -416,8 +432,7 @@ async def _chat_stream(server: Server, prompt, decoding, want, voice, seed, repl
                 batch.append(tokens.get_nowait())
             finished = batch[-1] is None
             ids = [t for t in batch if t is not None]
-            events = await run_in_threadpool(_feed, stream, ids, finished)
-            for delta in await run_in_threadpool(lambda: [_delta(server, e, reply_id) for e in events]):
+            for delta in await server.media(_deltas, server, stream, ids, finished, reply_id):
                 if delta:
                     yield chunk(delta)
         job = await run  # raises the job's error, if any
@@ -428,16 +443,19 @@ async def _chat_stream(server: Server, prompt, decoding, want, voice, seed, repl
                    "choices": [], "usage": server.usage(job)}
             yield f"data: {json.dumps(doc)}\n\n"
         yield "data: [DONE]\n\n"
-    except APIError as e:
+    except APIError as e:  # after the first byte an error can only be an event
         yield f"data: {json.dumps(e.body())}\n\n"
+    except Exception as e:  # noqa: BLE001 - a failed batch ends this stream with an error event
+        yield f"data: {json.dumps(APIError(500, f'generation failed: {type(e).__name__}: {e}').body())}\n\n"
     finally:
         if not run.done():
             run.cancel()
 
 
-def _feed(stream: replies.ReplyStream, ids: list[int], finished: bool) -> list:
-    events = [e for tok in ids for e in stream.feed(tok)]
-    return events + (stream.finish() if finished else [])
+def _deltas(server: Server, stream: replies.ReplyStream, ids: list[int], finished: bool, reply_id: str) -> list:
+    """The stream deltas of new reply ids (decoding speech chunks, pictures, music as they close)."""
+    events = [e for tok in ids for e in stream.feed(tok)] + (stream.finish() if finished else [])
+    return [_delta(server, e, reply_id) for e in events]
 
 
 def _delta(server: Server, event, reply_id: str) -> dict | None:

@@ -1,7 +1,8 @@
 """`anygpt serve`: the OpenAI-compatible server and its chat page.
 
     anygpt serve [--bundle B] [--device D] [--dtype T] [--host H] [--port P] [--api-key K]
-                 [--max-batch N] [--max-jobs N] [--max-tokens N] [--timeout S] [--set KEY=VALUE]...
+                 [--max-batch N] [--max-jobs N] [--max-tokens N] [--timeout S] [--threads N]
+                 [--media-threads N] [--set KEY=VALUE]...
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-jobs", type=int, default=32, help="requests in progress before 503 (default 32)")
     p.add_argument("--max-tokens", type=int, default=None, help="cap on a reply's tokens (default: the bundle's)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take (default 300)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per working thread (default: half the cores, the rest for media)")
+    p.add_argument("--media-threads", type=int, default=1,
+                   help="threads that encode inputs and decode replies with the codecs (default 1)")
 
 
 def check(args) -> None:
@@ -28,7 +33,7 @@ def check(args) -> None:
 
     if not 0 <= args.port <= 65535:
         raise AnyGPTError(f"--port must be in [0, 65535], got {args.port}")
-    for name in ("max_batch", "max_jobs", "max_tokens"):
+    for name in ("max_batch", "max_jobs", "max_tokens", "threads", "media_threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise AnyGPTError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -36,25 +41,36 @@ def check(args) -> None:
         raise AnyGPTError(f"--timeout must be positive, got {args.timeout}")
 
 
-def serve(bundle, decoding, args) -> int:
-    """Start the server (blocks until Ctrl-C)."""
+def listen(args):
+    """The listening socket, bound before the bundle loads: a taken port fails at once."""
     import socket
 
-    import uvicorn
+    from anygpt.errors import AnyGPTError
 
-    from anygpt.serve.app import ServeConfig, create_app
-
-    config = ServeConfig(api_key=args.api_key or None, max_batch=args.max_batch, max_jobs=args.max_jobs,
-                         max_tokens=args.max_tokens, timeout_s=args.timeout)
-    app = create_app(bundle, decoding, config)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((args.host, args.port))
     except OSError as e:
-        from anygpt.errors import AnyGPTError
-
+        sock.close()
         raise AnyGPTError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); try --port 0") from None
+    return sock
+
+
+def serve(bundle, decoding, args, sock) -> int:
+    """Start the server on the socket from `listen` (blocks until Ctrl-C)."""
+    from anygpt.errors import AnyGPTError
+
+    try:
+        import uvicorn
+
+        from anygpt.serve.app import ServeConfig, create_app
+    except ModuleNotFoundError as e:
+        raise AnyGPTError(f"serving needs {e.name}: pip install 'anygpt[serve]'") from None
+    config = ServeConfig(api_key=args.api_key or None, max_batch=args.max_batch, max_jobs=args.max_jobs,
+                         max_tokens=args.max_tokens, timeout_s=args.timeout, torch_threads=args.threads,
+                         media_threads=args.media_threads)
+    app = create_app(bundle, decoding, config)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"anygpt serve: {bundle.name} on http://{shown}:{port}/ (OpenAI API at http://{shown}:{port}/v1"

@@ -117,7 +117,7 @@ class ReplyStream:
     reply starts inside that span)."""
 
     def __init__(self, bundle: Bundle, *, forced: list[int], stop_ids: list[int], voice: np.ndarray | None,
-                 seed: int, chunk_frames: int = 8, context_frames: int = 24, lookahead_frames: int = 6):
+                 seed: int, chunk_frames: int = 8, context_frames: int = 8, lookahead_frames: int = 4):
         self.bundle, self.layout, self.tok = bundle, bundle.layout, bundle.tokenizer
         self.kinds = self.layout.kind_table()
         self.names = self.layout.names
@@ -209,27 +209,27 @@ class SpeechChunker:
         window       [a - context, T)                         decoded together; samples of [a, b) kept
                                          b = T - lookahead    (T when the span has ended)
 
-    A window has at most context + chunk + lookahead frames, so the cost per chunk stays bounded and
-    the whole stream costs about as much as decoding the span in pieces of that size."""
+    The first chunk is short (it is what a listener waits for); each next one is twice as long, up
+    to `max_chunk_frames`, so a reply of T frames costs about T + (number of chunks) x (context +
+    lookahead) frames of decoding: a few chunks, not one per token."""
 
     def __init__(self, bundle: Bundle, *, voice, seed: int, chunk_frames: int, context_frames: int,
-                 lookahead_frames: int):
+                 lookahead_frames: int, max_chunk_frames: int = 64):
         self.codec = bundle.codec("speech")
         self.voice, self.seed = voice, seed
         self.chunk, self.context, self.lookahead = chunk_frames, context_frames, lookahead_frames
+        self.max_chunk = max_chunk_frames
         self.done = 0  # frames already sent
 
     def feed(self, codes, final: bool = False) -> list[np.ndarray]:
         T = codes.shape[-1]
         b = T if final else T - self.lookahead
-        out = []
-        while b - self.done >= (1 if final else self.chunk):
-            end = b if final else min(b, self.done + 4 * self.chunk)
-            start = max(0, self.done - self.context)
-            window = self.codec.decode(codes[..., start: min(T, end + self.lookahead)], voice=self.voice,
-                                       seed=self.seed)
-            per_frame = len(window) / (min(T, end + self.lookahead) - start)
-            out.append(np.asarray(window[round((self.done - start) * per_frame): round((end - start) * per_frame)],
-                                  dtype=np.float32))
-            self.done = end
-        return out
+        if b - self.done < (1 if final else self.chunk):
+            return []
+        start, stop = max(0, self.done - self.context), min(T, b + self.lookahead)
+        window = self.codec.decode(codes[..., start:stop], voice=self.voice, seed=self.seed)
+        per_frame = len(window) / (stop - start)
+        out = np.asarray(window[round((self.done - start) * per_frame): round((b - start) * per_frame)], dtype=np.float32)
+        self.done = b
+        self.chunk = min(2 * self.chunk, self.max_chunk)
+        return [out]

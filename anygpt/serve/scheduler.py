@@ -132,8 +132,7 @@ class Scheduler:
             self._beam_phases()
         for key, engine in list(self.engines.items()):
             if engine.busy:
-                self._guarded(lambda: self._step(engine), [j for j in self.running if j.handle and
-                                                           engine_key(j.decoding) == key], key)
+                self._guarded(lambda: self._step(engine), None, key)
 
     def _take(self, block: bool) -> None:
         try:
@@ -235,18 +234,21 @@ class Scheduler:
         if job.on_done is not None:
             job.on_done()
 
-    def _guarded(self, work: Callable[[], None], jobs: list[Job], engine: str | None, reset: bool = False) -> None:
-        """Run `work`; on an error fail `jobs` (and drop the engine they ran on, or all of them with
-        `reset`) and carry on."""
+    def _guarded(self, work: Callable[[], None], jobs: list[Job] | None, engine: str | None,
+                 reset: bool = False) -> None:
+        """Run `work`; on an error fail `jobs` (None: every job of `engine`, which is dropped; with
+        `reset`, every engine is dropped) and carry on."""
         try:
             work()
         except Exception as e:  # noqa: BLE001 - one bad batch must not stop the server
             traceback.print_exc()
+            if jobs is None:
+                jobs = [j for j in self.running if j.handle is not None and engine_key(j.decoding) == engine]
             if engine is not None:
                 self.engines.pop(engine, None)
             if reset:
                 self.engines.clear()
-            for job in jobs:
+            for job in list(jobs):
                 if job in self.running:
                     self.running.remove(job)
                 if job in self.beam_waiting:
