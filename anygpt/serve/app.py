@@ -454,7 +454,7 @@ async def _chat_stream(server: Server, prompt, decoding, want, voice, seed, repl
 
 def _deltas(server: Server, stream: replies.ReplyStream, ids: list[int], finished: bool, reply_id: str) -> list:
     """The stream deltas of new reply ids (decoding speech chunks, pictures, music as they close)."""
-    events = [e for tok in ids for e in stream.feed(tok)] + (stream.finish() if finished else [])
+    events = [e for tok in ids for e in stream.feed(tok)] + stream.flush() + (stream.finish() if finished else [])
     return [_delta(server, e, reply_id) for e in events]
 
 

@@ -1,7 +1,7 @@
 """Generated ids -> what an OpenAI client reads: a whole message, or stream events as tokens come.
 
     ids ──ReplyStream.feed(tok)──> TextDelta("a red")        text, decoded as it grows
-                                   AudioChunk(samples)        speech, in chunks as soon as each can be
+        ReplyStream.flush() ─────> AudioChunk(samples)        speech, in chunks as soon as each can be
                                                               decoded (SpeechChunker), while the span
                                                               is still being generated
                                    SpanDone(segment)          a closed span (image, music, speech)
@@ -152,8 +152,6 @@ class ReplyStream:
             return []  # a stray code or end token: parse_reply drops it too
         if kind == self.names.index(self.span) + 1:
             self.span_ids.append(tok)
-            if self.chunker is not None:
-                return [AudioChunk(s) for s in self.chunker.feed(self._codes())]
             return []
         events = self._close_span()  # the span's end token, or anything that interrupts it
         if -100 < kind < 0:
@@ -162,6 +160,13 @@ class ReplyStream:
             self.text_ids.append(tok)
             events += self._text_delta()
         return events
+
+    def flush(self) -> list:
+        """Speech decoded so far, if a chunk is due: called after each batch of fed tokens, so
+        that tokens arriving together are decoded together."""
+        if self.chunker is None or not self.span_ids:
+            return []
+        return [AudioChunk(s) for s in self.chunker.feed(self._codes())]
 
     def finish(self) -> list:
         """Events still owed when generation ends (an unclosed span is decoded as far as it goes)."""
@@ -211,10 +216,11 @@ class SpeechChunker:
 
     The first chunk is short (it is what a listener waits for); each next one is twice as long, up
     to `max_chunk_frames`, so a reply of T frames costs about T + (number of chunks) x (context +
-    lookahead) frames of decoding: a few chunks, not one per token."""
+    lookahead) frames of decoding: a few chunks, not one per token. A chunk takes every frame that is
+    ready, so codes that arrive faster than they are decoded make longer chunks, not a queue."""
 
     def __init__(self, bundle: Bundle, *, voice, seed: int, chunk_frames: int, context_frames: int,
-                 lookahead_frames: int, max_chunk_frames: int = 64):
+                 lookahead_frames: int, max_chunk_frames: int = 128):
         self.codec = bundle.codec("speech")
         self.voice, self.seed = voice, seed
         self.chunk, self.context, self.lookahead = chunk_frames, context_frames, lookahead_frames
