@@ -32,7 +32,6 @@ import base64
 import io
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -89,7 +89,8 @@ def served():
     import uvicorn
 
     from anygpt.bundles import load_bundle
-    from anygpt.serve.app import ServeConfig, create_app
+    from anygpt.serve.app import create_app
+    from anygpt.serve.server import ServeConfig
 
     running: dict = {}
     bundles: dict = {}

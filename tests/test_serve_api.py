@@ -86,6 +86,18 @@ def test_speech_reply_in_every_format(api):
         assert audio.id == extra(r.choices[0].message, "reply_id")
 
 
+def test_a_voice_sent_as_a_clip(api):
+    client, _, _ = api
+    clip = "data:audio/wav;base64," + wav_b64(2.0)
+    r = client.chat.completions.create(model="tiny", modalities=["text", "audio"], audio={"voice": clip, "format": "wav"},
+                                       messages=[{"role": "user", "content": "the dog runs. Please read the given text."}])
+    wav, rate = sf.read(io.BytesIO(base64.b64decode(r.choices[0].message.audio.data)))
+    assert len(wav) / rate > 0.2
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="tiny", modalities=["text", "audio"], audio={"voice": "data:audio/wav;base64,@@"},
+                                       messages=[{"role": "user", "content": "hi"}])
+
+
 def test_streamed_speech_comes_in_chunks_before_the_end(api):
     client, _, _ = api
     chunks, order = [], []

@@ -64,7 +64,8 @@ def serve(bundle, decoding, args, sock) -> int:
     try:
         import uvicorn
 
-        from anygpt.serve.app import ServeConfig, create_app
+        from anygpt.serve.app import create_app
+        from anygpt.serve.server import ServeConfig
     except ModuleNotFoundError as e:
         raise AnyGPTError(f"serving needs {e.name}: pip install 'anygpt[serve]'") from None
     config = ServeConfig(api_key=args.api_key or None, max_batch=args.max_batch, max_jobs=args.max_jobs,
