@@ -17,6 +17,7 @@ Control ids: the tokenizer's special and added tokens and every id of the vocabu
 from __future__ import annotations
 
 import json
+import weakref
 from dataclasses import dataclass
 
 from anygpt.errors import AnyGPTError
@@ -37,11 +38,21 @@ class UserText:
             raise AnyGPTError(f"the text {self.text[:40]!r} is not valid Unicode") from None
 
 
+_CONTROL_IDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def control_ids(tokenizer, layout) -> frozenset[int]:
-    """Ids user text may never produce: specials, added tokens, and the layout's tokens."""
+    """Ids user text may never produce: specials, added tokens, and the layout's tokens. Kept per
+    tokenizer (reading its added vocabulary costs milliseconds with thousands of code tokens) until
+    its size or the layout changes."""
+    key = (len(tokenizer), layout.base_vocab_size, layout.vocab_size)
+    kept = _CONTROL_IDS.get(tokenizer)
+    if kept is not None and kept[0] == key:
+        return kept[1]
     ids = set(tokenizer.all_special_ids) | set(tokenizer.get_added_vocab().values())
     ids |= set(range(layout.base_vocab_size, max(layout.vocab_size, len(tokenizer))))
-    return frozenset(ids)
+    _CONTROL_IDS[tokenizer] = (key, frozenset(ids))
+    return _CONTROL_IDS[tokenizer][1]
 
 
 def encode_user_text(text: str, tokenizer, forbidden: frozenset[int]) -> list[int]:
