@@ -65,6 +65,8 @@ def generate(model, layout: VocabLayout, requests: list[GenerationRequest], deco
 
     for batch, beams, eos, starts in phase_cohorts(rows, layout, decoding, stop_ids):
         if beams:
+            for r in batch:
+                cache_for_beams(engine, r)
             constraint = span_constraint(layout, decoding, starts, vocab_rows)
             run_beam_phase(model, batch, decoding, eos, stop_ids, pad_id, constraint, stream)
         else:
@@ -136,6 +138,13 @@ def _run_engine_phase(engine: Engine, rows: list[Row], decoding: DecodingConfig,
     for r, h in zip(rows, handles):
         r.cache = h.cache
         extend_row(r, h.ids, decoding, eos, stop_ids)
+
+
+def cache_for_beams(engine: Engine, r: Row) -> None:
+    """Give a row about to run a beam phase the cache of its sequence (but the last token), so that
+    HF's beam search does not compute it once per beam; kept when the row's cache covers it."""
+    if r.cache is None or r.cache.length < len(r.ids) - 1:
+        r.cache = engine.cache_prompt(r.ids, r.cache) or r.cache
 
 
 def extend_row(r: Row, toks: list[int], decoding: DecodingConfig, eos: list[int], stop_ids: list[int]) -> None:

@@ -132,6 +132,22 @@ class Engine:
             handles.append(h)
         return handles
 
+    def cache_prompt(self, ids: list[int], prefix: KVPrefix | None = None) -> KVPrefix | None:
+        """The cache of `ids` but their last token, computed in a free slot (reusing `prefix`
+        where it matches), for a phase that runs outside the engine (HF's beam search starts from it
+        instead of computing the prompt once per beam). None when no slot is free."""
+        slot = len(self.rows)
+        if slot >= self.max_batch or len(ids) < 2:
+            return None
+        start = 0
+        if prefix is not None:
+            start = common_prefix(prefix.ids, ids, limit=len(ids) - 1)
+            if start:
+                self.decoder.load(slot, prefix, start)
+        if start < len(ids) - 1:
+            self.decoder.prefill(slot, ids[start:-1], start)
+        return self.decoder.export(slot, ids[:-1])
+
     @property
     def busy(self) -> bool:
         return bool(self.rows or self.waiting)
