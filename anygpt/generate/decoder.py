@@ -95,6 +95,9 @@ class LlamaDecoder:
         self.kv_heads = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.scaling = self.head_dim ** -0.5
+        self.inner = cfg.intermediate_size
+        half = self.head_dim // 2  # rotate_half as a gather: x[perm] is (x[half:], x[:half])
+        self.perm = torch.cat([torch.arange(half, self.head_dim), torch.arange(half)]).to(self.device)
         # q/k/v and gate/up as one matrix each (fewer, wider matmuls: what small models need on a
         # CPU); a copy of the layer weights, so only below FUSE_MAX_BYTES
         layer_bytes = sum(p.numel() * p.element_size() for p in base.layers.parameters())
@@ -116,7 +119,8 @@ class LlamaDecoder:
         self.rows, self.capacity = 0, 0
         self.k: list[torch.Tensor] = []
         self.v: list[torch.Tensor] = []
-        self.cos = self.sin = torch.empty(0)
+        self.cos = self.sin = torch.empty(0)  # (capacity, D) rotary tables; sin's first half negated
+        self._positions = self._slots = torch.empty(0, dtype=torch.long)  # arange(capacity), arange(rows)
         self.reserve(rows, length)
 
     # --- cache ------------------------------------------------------------------------------------
@@ -141,8 +145,11 @@ class LlamaDecoder:
             pos = torch.arange(new_cap, device=self.device)[None]
             probe = torch.empty(0, dtype=self.dtype, device=self.device)
             cos, sin = self.rotary(probe, pos)  # (1, T, D), as the model computes them
-            self.cos, self.sin = cos[0], sin[0]
+            half = self.head_dim // 2  # rotate_half(x) = (-x[half:], x[:half]): the minus moves to sin
+            self.cos, self.sin = cos[0], torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)
+            self._positions = pos[0]
         self.rows, self.capacity = new_rows, new_cap
+        self._slots = torch.arange(self.rows, device=self.device)
 
     def move(self, src: int, dst: int, length: int) -> None:
         for store in (self.k, self.v):
@@ -165,69 +172,63 @@ class LlamaDecoder:
     def prefill(self, slot: int, ids: list[int], start: int) -> torch.Tensor:
         n = len(ids)
         self.reserve(slot + 1, start + n + 1)
-        x = torch.tensor([ids], device=self.device)  # (1, n)
         pos = torch.arange(start, start + n, device=self.device)
-        if start == 0:
-            mask = None  # plain causal attention
-        else:  # query i sees every cached position and the new ones up to itself
-            mask = torch.arange(start + n, device=self.device)[None, :] <= pos[:, None]  # (n, start+n)
-            mask = mask[None, None]
-        write = (torch.tensor([slot], device=self.device), slice(start, start + n))
-        return self._forward(x, pos[None], write, slice(slot, slot + 1), start + n, mask)[0]  # (C,)
+        mask = None  # from position 0: plain causal attention
+        if start:  # query i sees every cached position and the new ones up to itself
+            mask = (self._positions[: start + n][None, :] <= pos[:, None])[None, None]  # (1, 1, n, start+n)
+        put = ((slot, slice(None), slice(start, start + n)), 0)
+        read = (slice(slot, slot + 1), slice(None), slice(0, start + n))
+        return self._forward(torch.tensor(ids, device=self.device), pos, 1, n, put, read, mask)[0]  # (C,)
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         b = tokens.shape[0]
-        kv_len = int(lengths.max()) + 1
-        self.reserve(b, kv_len)
+        lo, hi = torch.aminmax(lengths)
+        lo, hi = int(lo), int(hi)
+        self.reserve(b, hi + 1)
         lengths = lengths.to(self.device)
-        mask = None
-        if bool((lengths != lengths[0]).any()):
-            mask = (torch.arange(kv_len, device=self.device)[None, :] <= lengths[:, None])[:, None, None, :]
-        write = (torch.arange(b, device=self.device), lengths)
-        return self._forward(tokens.to(self.device)[:, None], lengths[:, None], write, slice(0, b), kv_len, mask)
+        if lo == hi:  # every row at the same length: a plain column write, no mask
+            put, mask = ((slice(0, b), slice(None), lo), 2), None
+        else:  # row r writes at lengths[r] and sees positions <= lengths[r]
+            put = ((self._slots[:b], slice(None), lengths), 2)
+            mask = (self._positions[: hi + 1][None, :] <= lengths[:, None])[:, None, None, :]  # (B, 1, 1, T)
+        read = (slice(0, b), slice(None), slice(0, hi + 1))
+        return self._forward(tokens.to(self.device), lengths, b, 1, put, read, mask)
 
-    def _forward(self, x, pos, write, rows: slice, kv_len: int, mask) -> torch.Tensor:
-        bsz, n = x.shape
-        h = F.embedding(x, self.embed)  # (B, n, C)
-        cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]  # (B, 1, n, D)
-        decode = isinstance(write[1], torch.Tensor)
-        hd = self.head_dim
-        for i, L in enumerate(self.layers):
+    def _forward(self, x, pos, rows: int, n: int, put, read, mask) -> torch.Tensor:
+        """`rows` rows of `n` new tokens each: x and pos (rows*n,) their ids and positions. The new
+        keys/values go to `cache[put[0]]` (their (rows, Hkv, n, D) block without dimension put[1]);
+        attention reads `cache[read]` under `mask` (None: causal). Returns (rows, C) last states.
+
+            one layer, on (rows*n, C) states:   norm -> qkv linear -> rotary on q|k (one op for both)
+            -> keys/values into the cache -> sdpa over the cache -> out linear -> + -> norm -> SwiGLU -> +
+        """
+        H, Hkv, D = self.heads, self.kv_heads, self.head_dim
+        split = (H + Hkv) * D
+        h = F.embedding(x, self.embed)  # (R*n, C)
+        cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]  # (R*n, 1, D)
+        where, drop = put
+        causal = mask is None and n > 1
+        for L, kc, vc in zip(self.layers, self.k, self.v):
             y = _rms_norm(h, L.w_in, L.eps_in)
-            if L.qkv is not None:  # q and k are adjacent: rotate them together, (B, H + Hkv, n, D)
-                qkv = F.linear(y, *L.qkv)
-                split = (self.heads + self.kv_heads) * hd
-                qk = qkv[..., :split].view(bsz, n, -1, hd).transpose(1, 2)
-                qk = qk * cos + _rotate_half(qk) * sin
-                q, k = qk.split([self.heads, self.kv_heads], 1)  # (B, H, n, D), (B, Hkv, n, D)
-                v = qkv[..., split:]
-            else:
-                q = L.q(y).view(bsz, n, -1, hd).transpose(1, 2)
-                k = L.k(y).view(bsz, n, -1, hd).transpose(1, 2)
-                q = q * cos + _rotate_half(q) * sin
-                k = k * cos + _rotate_half(k) * sin
-                v = L.v(y)
-            v = v.reshape(bsz, n, -1, hd).transpose(1, 2)  # (B, Hkv, n, D)
-            kc, vc = self.k[i], self.v[i]
-            if decode:  # one new column per row, each at its own length
-                kc[write[0], :, write[1]] = k[:, :, 0]
-                vc[write[0], :, write[1]] = v[:, :, 0]
-            else:
-                kc[write[0], :, write[1]] = k
-                vc[write[0], :, write[1]] = v
-            keys, values = kc[rows, :, :kv_len], vc[rows, :, :kv_len]
-            o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scaling,
-                                               is_causal=mask is None and n > 1,
-                                               enable_gqa=self.heads != self.kv_heads)
-            h = h + F.linear(o.transpose(1, 2).reshape(bsz, n, -1), *L.o)
+            qkv = F.linear(y, *L.qkv) if L.qkv is not None else torch.cat([L.q(y), L.k(y), L.v(y)], dim=-1)
+            qk = qkv[:, :split].view(-1, H + Hkv, D)
+            # rotate_half(x) * sin == x[perm] * sin with the sign of its first half folded into `sin`
+            qk = (qk * cos + qk.index_select(-1, self.perm) * sin).view(rows, n, H + Hkv, D).transpose(1, 2)
+            v = qkv[:, split:].view(rows, n, Hkv, D).transpose(1, 2)  # (R, Hkv, n, D)
+            kc[where] = qk[:, H:].squeeze(drop)
+            vc[where] = v.squeeze(drop)
+            o = F.scaled_dot_product_attention(qk[:, :H], kc[read], vc[read], attn_mask=mask, scale=self.scaling,
+                                               is_causal=causal, enable_gqa=H != Hkv)  # (R, H, n, D)
+            h = h + F.linear(o.transpose(1, 2).reshape(rows * n, H * D), *L.o)
             y = _rms_norm(h, L.w_post, L.eps_post)
             if L.gate_up is not None:
-                g, u = F.linear(y, *L.gate_up).chunk(2, dim=-1)
+                gu = F.linear(y, *L.gate_up)
+                g, u = gu[:, : self.inner], gu[:, self.inner:]
             else:
                 g, u = L.gate(y), L.up(y)
             h = h + F.linear(L.act(g) * u, *L.down)
-        return _rms_norm(h[:, -1], *self.norm)  # (B, C)
+        return _rms_norm(h.view(rows, n, -1)[:, -1], *self.norm)  # (R, C)
 
     @torch.no_grad()
     def logits(self, states: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
@@ -273,11 +274,6 @@ def _rms_norm(h: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
     h32 = h.to(torch.float32)
     h32 = h32 * torch.rsqrt(h32.pow(2).mean(-1, keepdim=True) + eps)
     return weight * h32.to(dtype)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 class HFDecoder:

@@ -42,6 +42,9 @@ GENERATE_DEFAULT_TOP_K = 50
 # The output layer is computed only for the tokens some row may produce, when they are at most this
 # share of the vocabulary (in a span, one codebook; in text, the text tokens and span starts).
 COLUMNS_FRACTION = 0.5
+# Combinations of the rows' constraint states whose allowed tokens are kept (a batch in lockstep
+# cycles through a handful: one per codebook layer, with or without the end token).
+ALLOWED_CACHE = 256
 
 
 @dataclass
@@ -100,7 +103,10 @@ class Engine:
         self.tracker = SpanTracker(layout)
         self.constraint = SpanConstraint(layout, max_seconds=decoding.max_seconds, vocab_rows=self.vocab) \
             if decoding.constrained else None
-        self._text_masks: dict = {}
+        self._text_masks: dict = {}  # allowed_starts -> id
+        self._text_masks_by_id: list = []  # id -> (V,) allowed tokens in text
+        self._bits = None if self.constraint is None else 1 << torch.arange(len(layout.names))  # (M,)
+        self._allowed: dict[tuple, tuple] = {}  # the rows' constraint keys -> (columns, banned)
         self.sampler = ModalitySampler(layout, decoding)
         self.sampling = any(c.do_sample for c in self.sampler.configs)
         self.waiting: deque[_Row] = deque()
@@ -108,7 +114,9 @@ class Engine:
         # per active row, aligned with self.rows and with the decoder's slots
         self.state = SpanState(*(torch.empty(0, dtype=torch.long) for _ in range(3)))
         self.remaining = torch.empty(0, dtype=torch.long)  # tokens the constraint may still plan for
-        self.text_mask = torch.empty(0, self.vocab, dtype=torch.bool)  # allowed tokens in text
+        self.text_id = torch.empty(0, dtype=torch.long)  # which allowed tokens in text (_text_masks)
+        self.lengths = torch.empty(0, dtype=torch.long)  # positions in the decoder's cache
+        self.last = torch.empty(0, dtype=torch.long)  # the last token, not yet in the cache
         self.seen = torch.empty(0, self.vocab, dtype=torch.bool)  # tokens seen in the current span
         self.cohorts: list[_Cohort] = []
 
@@ -149,32 +157,54 @@ class Engine:
             return
         parts = []
         if old:  # rows already running: their last token goes through the model
-            rows = self.rows[:old]
-            tokens = torch.tensor([r.seq[-1] for r in rows])
-            lengths = torch.tensor([r.cached for r in rows])
-            parts.append(self.decoder.decode(tokens, lengths))
-            for r in rows:
+            parts.append(self.decoder.decode(self.last[:old], self.lengths[:old]))
+            self.lengths[:old] += 1
+            for r in self.rows[:old]:
                 r.cached += 1
         parts += [r.state[None] for r in self.rows[old:]]
         for r in self.rows[old:]:
             r.state = None
         states = torch.cat(parts) if len(parts) > 1 else parts[0]  # (B, C)
-        allowed, columns = None, None
-        if self.constraint is not None:
-            allowed = self.constraint.allowed(self.state, self.remaining, self.text_mask)  # (B, V)
+        columns, banned = self._allowed_tokens()
+        logits = self.decoder.logits(states, columns).cpu()  # (B, V) or (B, len(columns)), float32
+        chosen = self._choose(logits, banned, columns)
+        self._append(chosen)
+
+    def _allowed_tokens(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The tokens some row may produce (None: all) and, over those, each row's banned ones (B, V')
+        (None: none). What the span constraint allows depends only on each row's constraint state,
+        which text mask the row uses in text and which span starts still fit its budget, so it is
+        computed once per combination of those keys:
+
+            row key = state index (> 0 in a span)   or   -1 - (text_id * 2**M + starts that no longer fit)
+        """
+        if self.constraint is None:
+            return None, None
+        c = self.constraint
+        idx = c.state_index_of(self.state, self.remaining)  # (B,)
+        too_long = self.remaining[:, None] < c.min_span[None, :]  # (B, M)
+        late = (too_long * self._bits).sum(1)  # (B,)
+        keys = tuple(torch.where(idx > 0, idx, -1 - (self.text_id << len(self._bits)) - late).tolist())
+        hit = self._allowed.get(keys)
+        if hit is None:
+            text = torch.stack([self._text_masks_by_id[i] for i in self.text_id.tolist()])  # (B, V)
+            allowed = c.allowed(self.state, self.remaining, text)  # (B, V)
             union = allowed.any(dim=0)
+            columns = None
             if int(union.sum()) <= COLUMNS_FRACTION * self.vocab:
                 columns = union.nonzero()[:, 0]
                 allowed = allowed[:, columns]
-        logits = self.decoder.logits(states, columns).cpu()  # (B, V) or (B, len(columns)), float32
-        chosen = self._choose(logits, allowed, columns)
-        self._append(chosen)
+            hit = (columns, None if bool(allowed.all()) else ~allowed)
+            if len(self._allowed) >= ALLOWED_CACHE:
+                self._allowed.pop(next(iter(self._allowed)))
+            self._allowed[keys] = hit
+        return hit
 
-    def _choose(self, scores: torch.Tensor, allowed: torch.Tensor | None,
+    def _choose(self, scores: torch.Tensor, banned: torch.Tensor | None,
                 columns: torch.Tensor | None) -> torch.Tensor:
         """Token ids for (B, V') scores over `columns` of the vocabulary (None: all of it)."""
-        if allowed is not None:
-            scores = scores.masked_fill(~allowed, float("-inf"))
+        if banned is not None:
+            scores = scores.masked_fill(banned, float("-inf"))
         if not self.sampling and not self.sampler.uses_penalty:
             # greedy everywhere: the sampler would keep only each row's argmax
             picked = scores.argmax(dim=-1)
@@ -202,7 +232,7 @@ class Engine:
         return torch.stack([blocks[id(r.cohort)][r.index] for r in self.rows])
 
     def _append(self, chosen: torch.Tensor) -> None:
-        index = torch.tensor([len(r.seq) for r in self.rows])
+        index = self.lengths  # every row's cache now holds its whole sequence: the new token goes there
         st = self.tracker.advance(self.state, chosen, index)
         if self.sampler.uses_penalty:  # restart at span boundaries, then mark the token inside spans
             boundary = st.start == index
@@ -212,6 +242,7 @@ class Engine:
             self.seen[torch.arange(len(self.rows)), chosen.clamp(max=self.vocab - 1)] |= inside
         self.state = st
         self.remaining = self.remaining - 1
+        self.last = chosen
         finished = []
         for i, (r, tok) in enumerate(zip(self.rows, chosen.tolist())):
             r.seq.append(tok)
@@ -243,17 +274,20 @@ class Engine:
                                      (st.modality, st.pos, st.start))))
         budget = row.max_new if req.span_budget is None else req.span_budget
         self.remaining = torch.cat([self.remaining, torch.tensor([budget])])
-        self.text_mask = torch.cat([self.text_mask, self._text_allowed(req.allowed_starts)[None]])
+        self.text_id = torch.cat([self.text_id, torch.tensor([self._text_allowed(req.allowed_starts)])])
+        self.lengths = torch.cat([self.lengths, torch.tensor([row.cached])])
+        self.last = torch.cat([self.last, torch.tensor([row.seq[-1]])])
         self.seen = torch.cat([self.seen, span_tokens_seen(ids, st.start, self.vocab)])
 
-    def _text_allowed(self, allowed_starts) -> torch.Tensor:
-        if self.constraint is None:
-            return torch.ones(self.vocab, dtype=torch.bool)
+    def _text_allowed(self, allowed_starts) -> int:
+        """The id of the text mask of rows that may open the spans `allowed_starts` (None: any)."""
         key = None if allowed_starts is None else tuple(allowed_starts)
         if key not in self._text_masks:
-            self._text_masks[key] = SpanConstraint(
+            mask = None if self.constraint is None else SpanConstraint(
                 self.layout, max_seconds=self.decoding.max_seconds, vocab_rows=self.vocab,
                 allowed_starts=None if key is None else list(key)).masks[0]
+            self._text_masks[key] = len(self._text_masks)
+            self._text_masks_by_id.append(mask)
         return self._text_masks[key]
 
     def _leave(self, i: int) -> None:
@@ -264,12 +298,13 @@ class Engine:
             self.decoder.move(last, i, self.rows[last].cached)
             self.rows[i] = self.rows[last]
             for t in (self.state.modality, self.state.pos, self.state.start, self.remaining,
-                      self.text_mask, self.seen):
+                      self.text_id, self.lengths, self.last, self.seen):
                 t[i] = t[last]
         self.rows.pop()
         keep = slice(0, last)
         self.state = SpanState(self.state.modality[keep], self.state.pos[keep], self.state.start[keep])
-        self.remaining, self.text_mask, self.seen = self.remaining[keep], self.text_mask[keep], self.seen[keep]
+        self.remaining, self.text_id, self.seen = self.remaining[keep], self.text_id[keep], self.seen[keep]
+        self.lengths, self.last = self.lengths[keep], self.last[keep]
 
     def _finish(self, row: _Row, slot: int | None = None) -> None:
         h = row.handle
