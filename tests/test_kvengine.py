@@ -137,9 +137,9 @@ class CountingDecoder:
     def __init__(self, inner):
         self.inner, self.prefilled = inner, 0
 
-    def prefill(self, slot, ids, start):
-        self.prefilled += len(ids)
-        return self.inner.prefill(slot, ids, start)
+    def prefill_rows(self, rows):
+        self.prefilled += sum(len(ids) for _, ids, _ in rows)
+        return self.inner.prefill_rows(rows)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)

@@ -45,6 +45,9 @@ class Decoder(Protocol):
         """Write `ids` at positions start.. of `slot` (positions < start are already cached);
         return the output state after the last one, (C,), for `logits`."""
 
+    def prefill_rows(self, rows: list[tuple[int, list[int], int]]) -> torch.Tensor:
+        """`prefill` for several (slot, ids, start): (R, C) output states."""
+
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """One token per active slot: tokens (B,) at positions lengths (B,) of slots 0..B-1;
         return (B, C) output states."""
@@ -76,8 +79,9 @@ def make_decoder(model, *, rows: int = 8, length: int = 512) -> Decoder:
 
 class LlamaDecoder:
     """LlamaForCausalLM's forward (RMSNorm, rotary q/k, grouped-query sdpa, SwiGLU), op for op as
-    in transformers' modeling_llama, over a cache of shape (rows, kv_heads, capacity, head_dim) per
-    layer that grows by doubling when a row outgrows it."""
+    in transformers' modeling_llama (a decode step gives its logits to the bit), over a cache of
+    shape (rows, 2 * kv_heads, capacity, head_dim) per layer (keys, then values) that grows by
+    doubling when a row outgrows it."""
 
     @staticmethod
     def supports(model) -> bool:
@@ -115,10 +119,10 @@ class LlamaDecoder:
         self.norm = (base.norm.weight, base.norm.variance_epsilon)
         self.lm_head = (model.lm_head.weight, model.lm_head.bias)
         self.rotary = base.rotary_emb
-        self._heads: dict[bytes, tuple] = {}  # output-layer rows per column set
+        self._heads: dict[int, tuple] = {}  # id(columns) -> (columns, output-layer rows, bias)
         self.rows, self.capacity = 0, 0
-        self.k: list[torch.Tensor] = []
-        self.v: list[torch.Tensor] = []
+        self.kv: list[torch.Tensor] = []  # per layer (rows, 2 * Hkv, capacity, D): keys, then values
+        self.kv_t: list[torch.Tensor] = []  # the same as (rows, capacity, 2 * Hkv, D) views, for writes
         self.cos = self.sin = torch.empty(0)  # (capacity, D) rotary tables; sin's first half negated
         self._positions = self._slots = torch.empty(0, dtype=torch.long)  # arange(capacity), arange(rows)
         self.reserve(rows, length)
@@ -132,15 +136,15 @@ class LlamaDecoder:
         new_cap = self.capacity
         while new_cap < length:
             new_cap = max(2 * new_cap, 64)
-        shape = (new_rows, self.kv_heads, new_cap, self.head_dim)
+        shape = (new_rows, 2 * self.kv_heads, new_cap, self.head_dim)
         for i in range(len(self.layers)):
-            for store in (self.k, self.v):
-                fresh = torch.zeros(shape, dtype=self.dtype, device=self.device)
-                if i < len(store):
-                    fresh[: self.rows, :, : self.capacity] = store[i]
-                    store[i] = fresh
-                else:
-                    store.append(fresh)
+            fresh = torch.zeros(shape, dtype=self.dtype, device=self.device)
+            if i < len(self.kv):
+                fresh[: self.rows, :, : self.capacity] = self.kv[i]
+                self.kv[i] = fresh
+            else:
+                self.kv.append(fresh)
+        self.kv_t = [kv.transpose(1, 2) for kv in self.kv]
         if new_cap > self.capacity:  # the rotary table for every position the cache can hold
             pos = torch.arange(new_cap, device=self.device)[None]
             probe = torch.empty(0, dtype=self.dtype, device=self.device)
@@ -152,33 +156,61 @@ class LlamaDecoder:
         self._slots = torch.arange(self.rows, device=self.device)
 
     def move(self, src: int, dst: int, length: int) -> None:
-        for store in (self.k, self.v):
-            for t in store:
-                t[dst, :, :length] = t[src, :, :length]
+        for kv in self.kv:
+            kv[dst, :, :length] = kv[src, :, :length]
 
     def export(self, slot: int, ids: list[int]) -> KVPrefix:
         n = len(ids)
-        state = [(k[slot, :, :n].clone(), v[slot, :, :n].clone()) for k, v in zip(self.k, self.v)]
+        h = self.kv_heads
+        state = [(kv[slot, :h, :n].clone(), kv[slot, h:, :n].clone()) for kv in self.kv]  # (Hkv, n, D) each
         return KVPrefix(list(ids), state)
 
     def load(self, slot: int, prefix: KVPrefix, length: int) -> None:
         self.reserve(slot + 1, length + 1)
-        for (pk, pv), k, v in zip(prefix.state, self.k, self.v):
-            k[slot, :, :length] = pk[:, :length]
-            v[slot, :, :length] = pv[:, :length]
+        h = self.kv_heads
+        for (pk, pv), kv in zip(prefix.state, self.kv):
+            kv[slot, :h, :length] = pk[:, :length]
+            kv[slot, h:, :length] = pv[:, :length]
 
     # --- forward ----------------------------------------------------------------------------------
     @torch.no_grad()
     def prefill(self, slot: int, ids: list[int], start: int) -> torch.Tensor:
-        n = len(ids)
-        self.reserve(slot + 1, start + n + 1)
-        pos = torch.arange(start, start + n, device=self.device)
-        mask = None  # from position 0: plain causal attention
-        if start:  # query i sees every cached position and the new ones up to itself
-            mask = (self._positions[: start + n][None, :] <= pos[:, None])[None, None]  # (1, 1, n, start+n)
-        put = ((slot, slice(None), slice(start, start + n)), 0)
-        read = (slice(slot, slot + 1), slice(None), slice(0, start + n))
-        return self._forward(torch.tensor(ids, device=self.device), pos, 1, n, put, read, mask)[0]  # (C,)
+        return self.prefill_rows([(slot, ids, start)])[0]
+
+    @torch.no_grad()
+    def prefill_rows(self, rows: list[tuple[int, list[int], int]]) -> torch.Tensor:
+        """`prefill` for several (slot, ids, start) at once: their tokens go through the linear layers
+        together, packed (rows of one token alone: a one-row matmul rounds differently); (R, C)."""
+        if len(rows) > 1 and any(len(ids) == 1 for _, ids, _ in rows):
+            multi = [i for i, (_, ids, _) in enumerate(rows) if len(ids) > 1]
+            states = dict(zip(multi, self.prefill_rows([rows[i] for i in multi]))) if multi else {}
+            return torch.stack([states[i] if i in states else self.prefill_rows([r])[0] for i, r in enumerate(rows)])
+        self.reserve(max(slot for slot, _, _ in rows) + 1, max(start + len(ids) for _, ids, start in rows) + 1)
+        segments, ids, pos, ends, offset = [], [], [], [], 0
+        for slot, row_ids, start in rows:
+            n = len(row_ids)
+            segments.append((slot, offset, n, start))
+            ids += row_ids
+            pos.append(self._positions[start: start + n])
+            offset += n
+            ends.append(offset - 1)
+        x = torch.tensor(ids, device=self.device)
+        pos = torch.cat(pos) if len(pos) > 1 else pos[0]
+
+        def attend(q, kv, layer):  # q (N, H, D), kv (N, 2 * Hkv, D): each row on its own cache
+            out = []
+            for slot, off, n, start in segments:
+                self.kv_t[layer][slot, start: start + n] = kv[off: off + n]
+                mask = None  # from position 0: plain causal attention
+                if start:  # query i sees every cached position and the new ones up to itself
+                    mask = self._positions[: start + n][None, :] <= self._positions[start: start + n, None]
+                keys, values = self.kv[layer][slot: slot + 1, :, : start + n].split(self.kv_heads, dim=1)
+                out.append(self._attention(q[off: off + n].transpose(0, 1)[None], keys, values, mask,
+                                           causal=n > 1 and not start))
+            o = torch.cat(out, dim=2) if len(out) > 1 else out[0]  # (1, H, N, D)
+            return o[0].transpose(0, 1).reshape(-1, self.heads * self.head_dim)
+
+        return self._forward(x, pos, attend, torch.tensor(ends, device=self.device))  # (R, C)
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -187,60 +219,64 @@ class LlamaDecoder:
         lo, hi = int(lo), int(hi)
         self.reserve(b, hi + 1)
         lengths = lengths.to(self.device)
-        if lo == hi:  # every row at the same length: a plain column write, no mask
-            put, mask = ((slice(0, b), slice(None), lo), 2), None
-        else:  # row r writes at lengths[r] and sees positions <= lengths[r]
-            put = ((self._slots[:b], slice(None), lengths), 2)
+        where = (self._slots[:b], lengths)  # row r writes at lengths[r] ...
+        mask = None  # ... and sees positions <= lengths[r]: every cached one when the lengths are equal
+        if lo != hi:
             mask = (self._positions[: hi + 1][None, :] <= lengths[:, None])[:, None, None, :]  # (B, 1, 1, T)
         read = (slice(0, b), slice(None), slice(0, hi + 1))
-        return self._forward(tokens.to(self.device), lengths, b, 1, put, read, mask)
 
-    def _forward(self, x, pos, rows: int, n: int, put, read, mask) -> torch.Tensor:
-        """`rows` rows of `n` new tokens each: x and pos (rows*n,) their ids and positions. The new
-        keys/values go to `cache[put[0]]` (their (rows, Hkv, n, D) block without dimension put[1]);
-        attention reads `cache[read]` under `mask` (None: causal). Returns (rows, C) last states.
+        def attend(q, kv, layer):  # q (B, H, D), kv (B, 2 * Hkv, D): one new column per row
+            self.kv_t[layer].index_put_(where, kv)
+            keys, values = self.kv[layer][read].split(self.kv_heads, dim=1)
+            return self._attention(q[:, :, None], keys, values, mask).view(b, -1)
 
-            one layer, on (rows*n, C) states:   norm -> qkv linear -> rotary on q|k (one op for both)
-            -> keys/values into the cache -> sdpa over the cache -> out linear -> + -> norm -> SwiGLU -> +
+        return self._forward(tokens.to(self.device), lengths, attend)
+
+    def _attention(self, q, keys, values, mask, causal: bool = False) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scaling, is_causal=causal,
+                                              enable_gqa=self.heads != self.kv_heads)
+
+    def _forward(self, x, pos, attend, last: torch.Tensor | None = None) -> torch.Tensor:
+        """x and pos (N,): the new tokens (of one or several rows, packed) and their positions;
+        `attend(q, kv, layer)` writes a layer's new keys|values into its cache and returns the
+        attention output, (N, H*D). Returns the output states of the tokens `last`
+        (None: all), (R, C).
+
+            one layer, on (N, C) states:   norm -> qkv linear -> rotary on q|k (one op for both)
+            -> attend (cache write, sdpa) -> out linear -> + -> norm -> SwiGLU -> +
         """
         H, Hkv, D = self.heads, self.kv_heads, self.head_dim
         split = (H + Hkv) * D
-        h = F.embedding(x, self.embed)  # (R*n, C)
-        cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]  # (R*n, 1, D)
-        where, drop = put
-        causal = mask is None and n > 1
-        for L, kc, vc in zip(self.layers, self.k, self.v):
+        h = F.embedding(x, self.embed)  # (N, C)
+        cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]  # (N, 1, D)
+        for i, L in enumerate(self.layers):
             y = _rms_norm(h, L.w_in, L.eps_in)
             qkv = F.linear(y, *L.qkv) if L.qkv is not None else torch.cat([L.q(y), L.k(y), L.v(y)], dim=-1)
             qk = qkv[:, :split].view(-1, H + Hkv, D)
-            # rotate_half(x) * sin == x[perm] * sin with the sign of its first half folded into `sin`
-            qk = (qk * cos + qk.index_select(-1, self.perm) * sin).view(rows, n, H + Hkv, D).transpose(1, 2)
-            v = qkv[:, split:].view(rows, n, Hkv, D).transpose(1, 2)  # (R, Hkv, n, D)
-            kc[where] = qk[:, H:].squeeze(drop)
-            vc[where] = v.squeeze(drop)
-            o = F.scaled_dot_product_attention(qk[:, :H], kc[read], vc[read], attn_mask=mask, scale=self.scaling,
-                                               is_causal=causal, enable_gqa=H != Hkv)  # (R, H, n, D)
-            h = h + F.linear(o.transpose(1, 2).reshape(rows * n, H * D), *L.o)
+            # rotary on q and k in place: rotate_half(x) * sin == x[perm] * sin with the sign of its
+            # first half folded into `sin`; then k and v are adjacent, as the cache keeps them
+            torch.add(qk * cos, qk.index_select(-1, self.perm) * sin, out=qk)
+            o = attend(qk[:, :H], qkv[:, H * D:].view(-1, 2 * Hkv, D), i)
+            h = h + F.linear(o, *L.o)
             y = _rms_norm(h, L.w_post, L.eps_post)
             if L.gate_up is not None:
-                gu = F.linear(y, *L.gate_up)
-                g, u = gu[:, : self.inner], gu[:, self.inner:]
+                g, u = F.linear(y, *L.gate_up).split(self.inner, dim=-1)
             else:
                 g, u = L.gate(y), L.up(y)
             h = h + F.linear(L.act(g) * u, *L.down)
-        return _rms_norm(h.view(rows, n, -1)[:, -1], *self.norm)  # (R, C)
+        return _rms_norm(h if last is None else h[last], *self.norm)  # (R, C)
 
     @torch.no_grad()
     def logits(self, states: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
         w, b = self.lm_head
-        if columns is not None:  # the rows of those tokens, gathered once per set (a span's codebook)
-            key = columns.cpu().numpy().tobytes()
-            if key not in self._heads:
+        if columns is not None:  # the rows of those tokens, gathered once per column tensor (the
+            hit = self._heads.get(id(columns))  # engine keeps one per set); the entry holds it, so
+            if hit is None or hit[0] is not columns:  # its id is not reused while the entry lives
                 if len(self._heads) >= HEAD_CACHE:
                     self._heads.pop(next(iter(self._heads)))
-                columns = columns.to(w.device)
-                self._heads[key] = (w[columns], None if b is None else b[columns])
-            w, b = self._heads[key]
+                index = columns.to(w.device)
+                hit = self._heads[id(columns)] = (columns, w[index], None if b is None else b[index])
+            _, w, b = hit
         return F.linear(states, w, b).float()
 
 
@@ -268,8 +304,8 @@ def _join(linears) -> tuple:
 
 
 def _rms_norm(h: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    if h.dtype == torch.float32:  # the casts below are no-ops: skip their dispatch
-        return weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps))
+    if h.dtype == torch.float32:  # the casts below are no-ops: torch's own op gives the same values
+        return F.rms_norm(h, weight.shape, weight, eps)
     dtype = h.dtype
     h32 = h.to(torch.float32)
     h32 = h32 * torch.rsqrt(h32.pow(2).mean(-1, keepdim=True) + eps)
@@ -302,6 +338,9 @@ class HFDecoder:
     @torch.no_grad()
     def prefill(self, slot: int, ids: list[int], start: int) -> torch.Tensor:
         return self._run(slot, ids, start)
+
+    def prefill_rows(self, rows: list[tuple[int, list[int], int]]) -> torch.Tensor:
+        return torch.stack([self.prefill(*row) for row in rows])
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -151,8 +151,11 @@ class Engine:
     # --- one step ---------------------------------------------------------------------------------
     def step(self) -> None:
         old = len(self.rows)
-        while self.waiting and len(self.rows) < self.max_batch:
-            self._admit(self.waiting.popleft())
+        joining = []
+        while self.waiting and old + len(joining) < self.max_batch:
+            joining.append(self.waiting.popleft())
+        if joining:
+            self._admit(joining)
         if not self.rows:
             return
         parts = []
@@ -255,29 +258,35 @@ class Engine:
             self._leave(i)
 
     # --- rows joining and leaving -----------------------------------------------------------------
-    def _admit(self, row: _Row) -> None:
-        slot = len(self.rows)
-        req = row.handle.request
-        start = 0
-        if req.prefix is not None:
-            start = common_prefix(req.prefix.ids, row.seq, limit=len(row.seq) - 1)
-            if start:
-                self.decoder.load(slot, req.prefix, start)
-        row.handle.cached_prompt = start
-        row.state = self.decoder.prefill(slot, row.seq[start:], start)
-        row.cached = len(row.seq)
-        self.rows.append(row)
-        ids = torch.tensor([row.seq])
-        st = self.tracker.state(ids)
-        self.state = SpanState(*(torch.cat([a, b]) for a, b in
-                                 zip((self.state.modality, self.state.pos, self.state.start),
-                                     (st.modality, st.pos, st.start))))
-        budget = row.max_new if req.span_budget is None else req.span_budget
-        self.remaining = torch.cat([self.remaining, torch.tensor([budget])])
-        self.text_id = torch.cat([self.text_id, torch.tensor([self._text_allowed(req.allowed_starts)])])
-        self.lengths = torch.cat([self.lengths, torch.tensor([row.cached])])
-        self.last = torch.cat([self.last, torch.tensor([row.seq[-1]])])
-        self.seen = torch.cat([self.seen, span_tokens_seen(ids, st.start, self.vocab)])
+    def _admit(self, rows: list[_Row]) -> None:
+        """Rows join the batch: each one's prompt after its cached prefix is computed (all of them in
+        one prefill) into the next free slots."""
+        jobs = []
+        for row in rows:
+            slot = len(self.rows)
+            req = row.handle.request
+            start = 0
+            if req.prefix is not None:
+                start = common_prefix(req.prefix.ids, row.seq, limit=len(row.seq) - 1)
+                if start:
+                    self.decoder.load(slot, req.prefix, start)
+            row.handle.cached_prompt = start
+            jobs.append((slot, row.seq[start:], start))
+            row.cached = len(row.seq)
+            self.rows.append(row)
+            ids = torch.tensor([row.seq])
+            st = self.tracker.state(ids)
+            self.state = SpanState(*(torch.cat([a, b]) for a, b in
+                                     zip((self.state.modality, self.state.pos, self.state.start),
+                                         (st.modality, st.pos, st.start))))
+            budget = row.max_new if req.span_budget is None else req.span_budget
+            self.remaining = torch.cat([self.remaining, torch.tensor([budget])])
+            self.text_id = torch.cat([self.text_id, torch.tensor([self._text_allowed(req.allowed_starts)])])
+            self.lengths = torch.cat([self.lengths, torch.tensor([row.cached])])
+            self.last = torch.cat([self.last, torch.tensor([row.seq[-1]])])
+            self.seen = torch.cat([self.seen, span_tokens_seen(ids, st.start, self.vocab)])
+        for row, state in zip(rows, self.decoder.prefill_rows(jobs)):
+            row.state = state
 
     def _text_allowed(self, allowed_starts) -> int:
         """The id of the text mask of rows that may open the spans `allowed_starts` (None: any)."""
