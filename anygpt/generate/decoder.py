@@ -155,16 +155,19 @@ class LlamaDecoder:
         self.rows, self.capacity = new_rows, new_cap
         self._slots = torch.arange(self.rows, device=self.device)
 
+    @torch.inference_mode()
     def move(self, src: int, dst: int, length: int) -> None:
         for kv in self.kv:
             kv[dst, :, :length] = kv[src, :, :length]
 
+    @torch.inference_mode()
     def export(self, slot: int, ids: list[int]) -> KVPrefix:
         n = len(ids)
         h = self.kv_heads
         state = [(kv[slot, :h, :n].clone(), kv[slot, h:, :n].clone()) for kv in self.kv]  # (Hkv, n, D) each
         return KVPrefix(list(ids), state)
 
+    @torch.inference_mode()
     def load(self, slot: int, prefix: KVPrefix, length: int) -> None:
         self.reserve(slot + 1, length + 1)
         h = self.kv_heads
@@ -173,11 +176,11 @@ class LlamaDecoder:
             kv[slot, h:, :length] = pv[:, :length]
 
     # --- forward ----------------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def prefill(self, slot: int, ids: list[int], start: int) -> torch.Tensor:
         return self.prefill_rows([(slot, ids, start)])[0]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def prefill_rows(self, rows: list[tuple[int, list[int], int]]) -> torch.Tensor:
         """`prefill` for several (slot, ids, start) at once: their tokens go through the linear layers
         together, packed (rows of one token alone: a one-row matmul rounds differently); (R, C)."""
@@ -212,7 +215,7 @@ class LlamaDecoder:
 
         return self._forward(x, pos, attend, torch.tensor(ends, device=self.device))  # (R, C)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         b = tokens.shape[0]
         lo, hi = torch.aminmax(lengths)
@@ -221,8 +224,10 @@ class LlamaDecoder:
         lengths = lengths.to(self.device)
         where = (self._slots[:b], lengths)  # row r writes at lengths[r] ...
         mask = None  # ... and sees positions <= lengths[r]: every cached one when the lengths are equal
-        if lo != hi:
-            mask = (self._positions[: hi + 1][None, :] <= lengths[:, None])[:, None, None, :]  # (B, 1, 1, T)
+        if lo != hi:  # as an additive mask: what sdpa makes of a boolean one in every layer
+            seen = self._positions[: hi + 1][None, :] <= lengths[:, None]
+            mask = torch.zeros(seen.shape, dtype=self.dtype, device=self.device).masked_fill_(~seen, float("-inf"))
+            mask = mask[:, None, None, :]  # (B, 1, 1, T)
         read = (slice(0, b), slice(None), slice(0, hi + 1))
 
         def attend(q, kv, layer):  # q (B, H, D), kv (B, 2 * Hkv, D): one new column per row
@@ -266,7 +271,7 @@ class LlamaDecoder:
             h = h + F.linear(L.act(g) * u, *L.down)
         return _rms_norm(h if last is None else h[last], *self.norm)  # (R, C)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def logits(self, states: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
         w, b = self.lm_head
         if columns is not None:  # the rows of those tokens, gathered once per column tensor (the
@@ -335,14 +340,14 @@ class HFDecoder:
                          position_ids=torch.arange(start, start + len(ids), device=dev)[None])
         return out.logits[0, -1].float()  # the output state is the logits row itself
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def prefill(self, slot: int, ids: list[int], start: int) -> torch.Tensor:
         return self._run(slot, ids, start)
 
     def prefill_rows(self, rows: list[tuple[int, list[int], int]]) -> torch.Tensor:
         return torch.stack([self.prefill(*row) for row in rows])
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return torch.stack([self._run(i, [int(t)], int(n)) for i, (t, n) in enumerate(zip(tokens, lengths))])
 

@@ -149,6 +149,7 @@ class Engine:
             self.step()
 
     # --- one step ---------------------------------------------------------------------------------
+    @torch.inference_mode()  # no autograd bookkeeping on any tensor op of the step
     def step(self) -> None:
         old = len(self.rows)
         joining = []
