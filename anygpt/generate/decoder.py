@@ -115,7 +115,8 @@ class LlamaDecoder:
                 layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon,
                 a.q_proj, a.k_proj, a.v_proj, qkv, (a.o_proj.weight, a.o_proj.bias),
                 layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon,
-                m.gate_proj, m.up_proj, gate_up, (m.down_proj.weight, m.down_proj.bias), m.act_fn))
+                m.gate_proj, m.up_proj, gate_up, (m.down_proj.weight, m.down_proj.bias),
+                _plain(m.act_fn)))
         self.norm = (base.norm.weight, base.norm.variance_epsilon)
         self.lm_head = (model.lm_head.weight, model.lm_head.bias)
         self.rotary = base.rotary_emb
@@ -207,7 +208,7 @@ class LlamaDecoder:
                 mask = None  # from position 0: plain causal attention
                 if start:  # query i sees every cached position and the new ones up to itself
                     mask = self._positions[: start + n][None, :] <= self._positions[start: start + n, None]
-                keys, values = self.kv[layer][slot: slot + 1, :, : start + n].split(self.kv_heads, dim=1)
+                keys, values = _halves(self.kv[layer][slot: slot + 1, :, : start + n], self.kv_heads)
                 out.append(self._attention(q[off: off + n].transpose(0, 1)[None], keys, values, mask,
                                            causal=n > 1 and not start))
             o = torch.cat(out, dim=2) if len(out) > 1 else out[0]  # (1, H, N, D)
@@ -232,7 +233,7 @@ class LlamaDecoder:
 
         def attend(q, kv, layer):  # q (B, H, D), kv (B, 2 * Hkv, D): one new column per row
             self.kv_t[layer].index_put_(where, kv)
-            keys, values = self.kv[layer][read].split(self.kv_heads, dim=1)
+            keys, values = _halves(self.kv[layer][read], self.kv_heads)
             return self._attention(q[:, :, None], keys, values, mask).view(b, -1)
 
         return self._forward(tokens.to(self.device), lengths, attend)
@@ -265,7 +266,7 @@ class LlamaDecoder:
             h = h + F.linear(o, *L.o)
             y = _rms_norm(h, L.w_post, L.eps_post)
             if L.gate_up is not None:
-                g, u = F.linear(y, *L.gate_up).split(self.inner, dim=-1)
+                g, u = F.linear(y, *L.gate_up).split_with_sizes((self.inner, self.inner), dim=-1)
             else:
                 g, u = L.gate(y), L.up(y)
             h = h + F.linear(L.act(g) * u, *L.down)
@@ -306,6 +307,18 @@ class _Layer:
 def _join(linears) -> tuple:
     bias = None if linears[0].bias is None else torch.cat([m.bias for m in linears]).detach()
     return torch.cat([m.weight for m in linears]).detach(), bias
+
+
+def _plain(act):
+    """SiLU as the function itself (its module's forward is F.silu): a module call costs more than the op."""
+    from transformers.activations import SiLUActivation
+
+    return F.silu if type(act) in (torch.nn.SiLU, SiLUActivation) else act
+
+
+def _halves(kv: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 2 * heads, T, D) -> keys, values (B, heads, T, D): two slices (Tensor.split goes through Python)."""
+    return kv[:, :heads], kv[:, heads:]
 
 
 def _rms_norm(h: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
