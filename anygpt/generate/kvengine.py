@@ -45,6 +45,10 @@ COLUMNS_FRACTION = 0.5
 # Combinations of the rows' constraint states whose allowed tokens are kept (a batch in lockstep
 # cycles through a handful: one per codebook layer, with or without the end token).
 ALLOWED_CACHE = 256
+# The rows' constraint keys are computed for this many steps ahead in one batched call: inside a
+# span or a stretch of text they follow from the position and the budget alone, until a row opens
+# or closes a span, or rows join or leave (then the plan is made again).
+PLAN_STEPS = 16
 
 
 @dataclass
@@ -107,6 +111,10 @@ class Engine:
         self._text_masks_by_id: list = []  # id -> (V,) allowed tokens in text
         self._bits = None if self.constraint is None else 1 << torch.arange(len(layout.names))  # (M,)
         self._allowed: dict[tuple, tuple] = {}  # the rows' constraint keys -> (columns, banned)
+        self._plan: deque[tuple] = deque()  # the rows' constraint keys of the next steps
+        boundary = self.tracker.boundary
+        self._boundary_ids = set(boundary.nonzero()[:, 0].tolist())  # span start and end tokens
+        self._last_id = boundary.numel() - 1  # ids beyond the layout read as this one (as in advance)
         self.sampler = ModalitySampler(layout, decoding)
         self.sampling = any(c.do_sample for c in self.sampler.configs)
         self.waiting: deque[_Row] = deque()
@@ -185,10 +193,9 @@ class Engine:
         if self.constraint is None:
             return None, None
         c = self.constraint
-        idx = c.state_index_of(self.state, self.remaining)  # (B,)
-        too_long = self.remaining[:, None] < c.min_span[None, :]  # (B, M)
-        late = (too_long * self._bits).sum(1)  # (B,)
-        keys = tuple(torch.where(idx > 0, idx, -1 - (self.text_id << len(self._bits)) - late).tolist())
+        if not self._plan:
+            self._plan = self._plan_keys(PLAN_STEPS)
+        keys = self._plan.popleft()
         hit = self._allowed.get(keys)
         if hit is None:
             text = torch.stack([self._text_masks_by_id[i] for i in self.text_id.tolist()])  # (B, V)
@@ -203,6 +210,21 @@ class Engine:
                 self._allowed.pop(next(iter(self._allowed)))
             self._allowed[keys] = hit
         return hit
+
+    def _plan_keys(self, steps: int) -> deque[tuple]:
+        """The rows' keys (see `_allowed_tokens`) for the next `steps` steps, supposing that no row
+        opens or closes a span meanwhile: each step moves every position on by one and spends one
+        token of every budget. One call over (steps * B) states instead of one per step."""
+        c = self.constraint
+        ahead = torch.arange(steps)[:, None]  # (S, 1)
+        pos = (self.state.pos[None] + ahead).reshape(-1)  # (S * B,)
+        remaining = (self.remaining[None] - ahead).reshape(-1)
+        modality = self.state.modality.repeat(steps)
+        idx = c.state_index_of(SpanState(modality, pos, modality), remaining)  # the start is not read
+        too_long = remaining[:, None] < c.min_span[None, :]  # (S * B, M)
+        late = (too_long * self._bits).sum(1)
+        keys = torch.where(idx > 0, idx, -1 - (self.text_id.repeat(steps) << len(self._bits)) - late)
+        return deque(map(tuple, keys.view(steps, -1).tolist()))
 
     def _choose(self, scores: torch.Tensor, banned: torch.Tensor | None,
                 columns: torch.Tensor | None) -> torch.Tensor:
@@ -237,7 +259,12 @@ class Engine:
 
     def _append(self, chosen: torch.Tensor) -> None:
         index = self.lengths  # every row's cache now holds its whole sequence: the new token goes there
-        st = self.tracker.advance(self.state, chosen, index)
+        tokens = chosen.tolist()
+        if any(min(tok, self._last_id) in self._boundary_ids for tok in tokens):
+            st = self.tracker.advance(self.state, chosen, index)
+            self._plan.clear()
+        else:  # no span opened or closed: only the positions move on
+            st = SpanState(self.state.modality, self.state.pos + 1, self.state.start)
         if self.sampler.uses_penalty:  # restart at span boundaries, then mark the token inside spans
             boundary = st.start == index
             closed = (self.state.modality >= 0) & (st.modality < 0)
@@ -248,7 +275,7 @@ class Engine:
         self.remaining = self.remaining - 1
         self.last = chosen
         finished = []
-        for i, (r, tok) in enumerate(zip(self.rows, chosen.tolist())):
+        for i, (r, tok) in enumerate(zip(self.rows, tokens)):
             r.seq.append(tok)
             r.handle.ids.append(tok)
             if r.handle.request.on_token is not None:
@@ -262,6 +289,7 @@ class Engine:
     def _admit(self, rows: list[_Row]) -> None:
         """Rows join the batch: each one's prompt after its cached prefix is computed (all of them in
         one prefill) into the next free slots."""
+        self._plan.clear()
         jobs = []
         for row in rows:
             slot = len(self.rows)
@@ -301,6 +329,7 @@ class Engine:
         return self._text_masks[key]
 
     def _leave(self, i: int) -> None:
+        self._plan.clear()
         last = len(self.rows) - 1
         row = self.rows[i]
         self._finish(row, slot=i)
