@@ -32,7 +32,14 @@ import torch
 
 from anygpt.generate.config import DecodingConfig
 from anygpt.generate.decoder import Decoder, KVPrefix, make_decoder
-from anygpt.generate.processors import ModalitySampler, SpanConstraint, SpanState, SpanTracker, span_tokens_seen
+from anygpt.generate.processors import (
+    ModalitySampler,
+    SpanConstraint,
+    SpanState,
+    SpanTracker,
+    span_tokens_seen,
+    text_mask,
+)
 from anygpt.layout import VocabLayout
 
 # `model.generate` fills an unset top_k with transformers' global default and, whenever it samples,
@@ -321,9 +328,7 @@ class Engine:
         """The id of the text mask of rows that may open the spans `allowed_starts` (None: any)."""
         key = None if allowed_starts is None else tuple(allowed_starts)
         if key not in self._text_masks:
-            mask = None if self.constraint is None else SpanConstraint(
-                self.layout, max_seconds=self.decoding.max_seconds, vocab_rows=self.vocab,
-                allowed_starts=None if key is None else list(key)).masks[0]
+            mask = None if self.constraint is None else text_mask(self.layout, self.vocab, key)
             self._text_masks[key] = len(self._text_masks)
             self._text_masks_by_id.append(mask)
         return self._text_masks[key]
