@@ -118,6 +118,7 @@ class Engine:
         self._text_masks_by_id: list = []  # id -> (V,) allowed tokens in text
         self._bits = None if self.constraint is None else 1 << torch.arange(len(layout.names))  # (M,)
         self._allowed: dict[tuple, tuple] = {}  # the rows' constraint keys -> (columns, banned)
+        self._columns: dict[bytes, torch.Tensor] = {}  # column sets met so far, one tensor each
         self._plan: deque[tuple] = deque()  # the rows' constraint keys of the next steps
         boundary = self.tracker.boundary
         self._boundary_ids = set(boundary.nonzero()[:, 0].tolist())  # span start and end tokens
@@ -199,24 +200,31 @@ class Engine:
         """
         if self.constraint is None:
             return None, None
-        c = self.constraint
         if not self._plan:
             self._plan = self._plan_keys(PLAN_STEPS)
         keys = self._plan.popleft()
         hit = self._allowed.get(keys)
         if hit is None:
-            text = torch.stack([self._text_masks_by_id[i] for i in self.text_id.tolist()])  # (B, V)
-            allowed = c.allowed(self.state, self.remaining, text)  # (B, V)
-            union = allowed.any(dim=0)
-            columns = None
-            if int(union.sum()) <= COLUMNS_FRACTION * self.vocab:
-                columns = union.nonzero()[:, 0]
-                allowed = allowed[:, columns]
-            hit = (columns, None if bool(allowed.all()) else ~allowed)
             if len(self._allowed) >= ALLOWED_CACHE:
                 self._allowed.pop(next(iter(self._allowed)))
-            self._allowed[keys] = hit
+            hit = self._allowed[keys] = self._columns_and_banned()
         return hit
+
+    def _columns_and_banned(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """`_allowed_tokens` for the rows' current states, from the constraint's (B, V) masks."""
+        text = torch.stack([self._text_masks_by_id[i] for i in self.text_id.tolist()])  # (B, V)
+        allowed = self.constraint.allowed(self.state, self.remaining, text)  # (B, V)
+        union = allowed.any(dim=0)
+        columns = None
+        if int(union.sum()) <= COLUMNS_FRACTION * self.vocab:
+            columns = union.nonzero()[:, 0]
+            # one tensor per column set, however many key combinations share it: the decoder keeps
+            # the output layer's rows gathered per column tensor
+            if len(self._columns) >= ALLOWED_CACHE:
+                self._columns.pop(next(iter(self._columns)))
+            columns = self._columns.setdefault(columns.numpy().tobytes(), columns)
+            allowed = allowed[:, columns]
+        return columns, None if bool(allowed.all()) else ~allowed
 
     def _plan_keys(self, steps: int) -> deque[tuple]:
         """The rows' keys (see `_allowed_tokens`) for the next `steps` steps, supposing that no row
