@@ -11,10 +11,15 @@ leaves as soon as it produces a stop token or reaches its token budget. A reques
 `KVPrefix` (the cache of an earlier sequence, e.g. the chat history or the previous phase of the
 same reply): only the tokens after the common prefix are computed.
 
-The engine sees only token ids. The processors keep their semantics (processors.py) but read each
-row's span state from tensors updated one token at a time, instead of rescanning the ids. Their
-tensors live on the CPU (a few per row); only the logits of the allowed tokens come back from the
-model's device each step.
+The engine sees only token ids. The processors keep their semantics (processors.py) but the engine
+keeps each row's span state as tensors instead of rescanning the ids: a step moves every position on
+by one, and the state is advanced from the tokens only when a row opens or closes a span. What the
+constraint allows is looked up per combination of the rows' keys, planned PLAN_STEPS steps ahead:
+
+    step t:   keys (B,) = plan[t]  ->  (columns, banned) cached per keys  ->  logits over columns only
+
+These tensors live on the CPU (a few per row); only the logits of the allowed tokens come back from
+the model's device each step.
 
 Seeded sampling draws like `model.generate`: requests submitted together form a cohort, and each
 step draws one (cohort size, V) block of exponential noise per live cohort, in submission order;
