@@ -137,9 +137,9 @@ class CountingDecoder:
     def __init__(self, inner):
         self.inner, self.prefilled = inner, 0
 
-    def prefill(self, slot, ids, start):
-        self.prefilled += len(ids)
-        return self.inner.prefill(slot, ids, start)
+    def prefill_rows(self, rows):
+        self.prefilled += sum(len(ids) for _, ids, _ in rows)
+        return self.inner.prefill_rows(rows)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -184,3 +184,67 @@ def test_a_beam_searched_turn_starts_from_the_history_cache(debug_bundle, monkey
     former = generate_ids_reference(b.model, b.layout, [GenerationRequest(prompt, allowed_starts=())], decoding,
                                     stop_ids=b.stop_ids, pad_id=b.pad_id)[0]
     assert second.ids == former
+
+
+def test_a_decode_step_gives_the_logits_of_hf_cached_forward_to_the_bit(tiny):
+    """Batch 1: the same ops as transformers' Llama on the same cache, so the same float32 values."""
+    from transformers import DynamicCache
+
+    m, ids = tiny.model, list(range(5, 60))
+    cache = DynamicCache(config=m.config)
+    dec = LlamaDecoder(m, rows=1, length=8)
+    with torch.no_grad():
+        m(input_ids=torch.tensor([ids[:40]]), past_key_values=cache, use_cache=True)
+        dec.prefill(0, ids[:40], 0)
+        for i in range(40, 55):
+            hf = m(input_ids=torch.tensor([[ids[i]]]), past_key_values=cache, use_cache=True).logits[0, -1]
+            ours = dec.logits(dec.decode(torch.tensor([ids[i]]), torch.tensor([i])))[0]
+            assert torch.equal(hf, ours), i
+
+
+def test_rows_prefilled_together_match_one_at_a_time(tiny):
+    """Several joining rows go through the linear layers packed; each keeps to its own cache."""
+    rows = [(0, list(range(5, 17)), 0), (1, list(range(30, 33)), 0), (2, [7], 0), (3, list(range(40, 80)), 0)]
+    together, alone = LlamaDecoder(tiny.model, rows=4), LlamaDecoder(tiny.model, rows=4)
+    states = together.prefill_rows(rows)
+    expected = torch.stack([alone.prefill(*r) for r in rows])
+    torch.testing.assert_close(states, expected, atol=1e-5, rtol=1e-5)
+    tokens, lengths = torch.tensor([3, 4, 5, 6]), torch.tensor([len(ids) for _, ids, _ in rows])
+    torch.testing.assert_close(together.decode(tokens, lengths), alone.decode(tokens, lengths), atol=1e-5, rtol=1e-5)
+
+
+class CheckedEngine(Engine):
+    """Checks at every step that the planned constraint keys are those of the current state, and that
+    the span state kept one token at a time is the one read off each row's whole sequence."""
+
+    steps = 0
+
+    def _allowed_tokens(self):
+        if self._plan:
+            assert self._plan[0] == self._plan_keys(1)[0]
+        for i, r in enumerate(self.rows):
+            st = self.tracker.state(torch.tensor([r.seq]))
+            assert (st.modality[0], st.pos[0], st.start[0]) == \
+                (self.state.modality[i], self.state.pos[i], self.state.start[i])
+        self.steps += 1
+        return super()._allowed_tokens()
+
+
+def test_planned_constraint_keys_follow_the_rows_state(tiny):
+    """Spans closed by their length and by the budget, text rows near their budget, rows joining and
+    leaving: the keys planned ahead are always those computed afresh."""
+    b = tiny
+    d = PRESETS["paper"].override(max_new_tokens=90, seed=4, text_num_beams=1, text_do_sample=True,
+                                  max_seconds={"speech": 0.5, "music": 0.3})
+    base = b.tokenizer("[Human]: go<eoh>\n[MMGPT]:", add_special_tokens=False)["input_ids"]
+    torch.manual_seed(d.seed)
+    engine = CheckedEngine(b.model, b.layout, d, stop_ids=b.stop_ids, max_batch=3)
+    starts = [[b.layout[m].start_id] for m in ("image", "speech", "music")] + [[], []]
+    handles = [engine.submit(Request(base + s, max_new_tokens=n, span_budget=n))
+               for s, n in zip(starts, (45, 30, 61, 23, 90))]
+    engine.run()
+    assert engine.steps > 50 and all(h.done for h in handles)
+    assert b.layout["image"].end_id in handles[0].ids  # an image closed at its length
+    music = handles[2].ids
+    assert len(music) == 61 and music[-1] == b.layout["music"].end_id  # a span closed by the budget
+    assert b.layout["speech"].start_id in handles[4].ids  # a text row opened (and closed) a span

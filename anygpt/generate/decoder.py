@@ -45,6 +45,9 @@ class Decoder(Protocol):
         """Write `ids` at positions start.. of `slot` (positions < start are already cached);
         return the output state after the last one, (C,), for `logits`."""
 
+    def prefill_rows(self, rows: list[tuple[int, list[int], int]]) -> torch.Tensor:
+        """`prefill` for several (slot, ids, start): (R, C) output states."""
+
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """One token per active slot: tokens (B,) at positions lengths (B,) of slots 0..B-1;
         return (B, C) output states."""
@@ -76,8 +79,9 @@ def make_decoder(model, *, rows: int = 8, length: int = 512) -> Decoder:
 
 class LlamaDecoder:
     """LlamaForCausalLM's forward (RMSNorm, rotary q/k, grouped-query sdpa, SwiGLU), op for op as
-    in transformers' modeling_llama, over a cache of shape (rows, kv_heads, capacity, head_dim) per
-    layer that grows by doubling when a row outgrows it."""
+    in transformers' modeling_llama (a decode step gives its logits to the bit), over a cache of
+    shape (rows, 2 * kv_heads, capacity, head_dim) per layer (keys, then values) that grows by
+    doubling when a row outgrows it."""
 
     @staticmethod
     def supports(model) -> bool:
@@ -95,6 +99,9 @@ class LlamaDecoder:
         self.kv_heads = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.scaling = self.head_dim ** -0.5
+        self.inner = cfg.intermediate_size
+        half = self.head_dim // 2  # rotate_half as a gather: x[perm] is (x[half:], x[:half])
+        self.perm = torch.cat([torch.arange(half, self.head_dim), torch.arange(half)]).to(self.device)
         # q/k/v and gate/up as one matrix each (fewer, wider matmuls: what small models need on a
         # CPU); a copy of the layer weights, so only below FUSE_MAX_BYTES
         layer_bytes = sum(p.numel() * p.element_size() for p in base.layers.parameters())
@@ -108,15 +115,17 @@ class LlamaDecoder:
                 layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon,
                 a.q_proj, a.k_proj, a.v_proj, qkv, (a.o_proj.weight, a.o_proj.bias),
                 layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon,
-                m.gate_proj, m.up_proj, gate_up, (m.down_proj.weight, m.down_proj.bias), m.act_fn))
+                m.gate_proj, m.up_proj, gate_up, (m.down_proj.weight, m.down_proj.bias),
+                _plain(m.act_fn)))
         self.norm = (base.norm.weight, base.norm.variance_epsilon)
         self.lm_head = (model.lm_head.weight, model.lm_head.bias)
         self.rotary = base.rotary_emb
-        self._heads: dict[bytes, tuple] = {}  # output-layer rows per column set
+        self._heads: dict[int, tuple] = {}  # id(columns) -> (columns, output-layer rows, bias)
         self.rows, self.capacity = 0, 0
-        self.k: list[torch.Tensor] = []
-        self.v: list[torch.Tensor] = []
-        self.cos = self.sin = torch.empty(0)
+        self.kv: list[torch.Tensor] = []  # per layer (rows, 2 * Hkv, capacity, D): keys, then values
+        self.kv_t: list[torch.Tensor] = []  # the same as (rows, capacity, 2 * Hkv, D) views, for writes
+        self.cos = self.sin = torch.empty(0)  # (capacity, D) rotary tables; sin's first half negated
+        self._positions = self._slots = torch.empty(0, dtype=torch.long)  # arange(capacity), arange(rows)
         self.reserve(rows, length)
 
     # --- cache ------------------------------------------------------------------------------------
@@ -128,118 +137,152 @@ class LlamaDecoder:
         new_cap = self.capacity
         while new_cap < length:
             new_cap = max(2 * new_cap, 64)
-        shape = (new_rows, self.kv_heads, new_cap, self.head_dim)
+        shape = (new_rows, 2 * self.kv_heads, new_cap, self.head_dim)
         for i in range(len(self.layers)):
-            for store in (self.k, self.v):
-                fresh = torch.zeros(shape, dtype=self.dtype, device=self.device)
-                if i < len(store):
-                    fresh[: self.rows, :, : self.capacity] = store[i]
-                    store[i] = fresh
-                else:
-                    store.append(fresh)
+            fresh = torch.zeros(shape, dtype=self.dtype, device=self.device)
+            if i < len(self.kv):
+                fresh[: self.rows, :, : self.capacity] = self.kv[i]
+                self.kv[i] = fresh
+            else:
+                self.kv.append(fresh)
+        self.kv_t = [kv.transpose(1, 2) for kv in self.kv]
         if new_cap > self.capacity:  # the rotary table for every position the cache can hold
             pos = torch.arange(new_cap, device=self.device)[None]
             probe = torch.empty(0, dtype=self.dtype, device=self.device)
             cos, sin = self.rotary(probe, pos)  # (1, T, D), as the model computes them
-            self.cos, self.sin = cos[0], sin[0]
+            half = self.head_dim // 2  # rotate_half(x) = (-x[half:], x[:half]): the minus moves to sin
+            self.cos, self.sin = cos[0], torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)
+            self._positions = pos[0]
         self.rows, self.capacity = new_rows, new_cap
+        self._slots = torch.arange(self.rows, device=self.device)
 
+    @torch.inference_mode()
     def move(self, src: int, dst: int, length: int) -> None:
-        for store in (self.k, self.v):
-            for t in store:
-                t[dst, :, :length] = t[src, :, :length]
+        for kv in self.kv:
+            kv[dst, :, :length] = kv[src, :, :length]
 
+    @torch.inference_mode()
     def export(self, slot: int, ids: list[int]) -> KVPrefix:
         n = len(ids)
-        state = [(k[slot, :, :n].clone(), v[slot, :, :n].clone()) for k, v in zip(self.k, self.v)]
+        h = self.kv_heads
+        state = [(kv[slot, :h, :n].clone(), kv[slot, h:, :n].clone()) for kv in self.kv]  # (Hkv, n, D) each
         return KVPrefix(list(ids), state)
 
+    @torch.inference_mode()
     def load(self, slot: int, prefix: KVPrefix, length: int) -> None:
         self.reserve(slot + 1, length + 1)
-        for (pk, pv), k, v in zip(prefix.state, self.k, self.v):
-            k[slot, :, :length] = pk[:, :length]
-            v[slot, :, :length] = pv[:, :length]
+        h = self.kv_heads
+        for (pk, pv), kv in zip(prefix.state, self.kv):
+            kv[slot, :h, :length] = pk[:, :length]
+            kv[slot, h:, :length] = pv[:, :length]
 
     # --- forward ----------------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def prefill(self, slot: int, ids: list[int], start: int) -> torch.Tensor:
-        n = len(ids)
-        self.reserve(slot + 1, start + n + 1)
-        x = torch.tensor([ids], device=self.device)  # (1, n)
-        pos = torch.arange(start, start + n, device=self.device)
-        if start == 0:
-            mask = None  # plain causal attention
-        else:  # query i sees every cached position and the new ones up to itself
-            mask = torch.arange(start + n, device=self.device)[None, :] <= pos[:, None]  # (n, start+n)
-            mask = mask[None, None]
-        write = (torch.tensor([slot], device=self.device), slice(start, start + n))
-        return self._forward(x, pos[None], write, slice(slot, slot + 1), start + n, mask)[0]  # (C,)
+        return self.prefill_rows([(slot, ids, start)])[0]
 
-    @torch.no_grad()
+    @torch.inference_mode()
+    def prefill_rows(self, rows: list[tuple[int, list[int], int]]) -> torch.Tensor:
+        """`prefill` for several (slot, ids, start) at once: their tokens go through the linear layers
+        together, packed (rows of one token alone: a one-row matmul rounds differently); (R, C)."""
+        if len(rows) > 1 and any(len(ids) == 1 for _, ids, _ in rows):
+            multi = [i for i, (_, ids, _) in enumerate(rows) if len(ids) > 1]
+            states = dict(zip(multi, self.prefill_rows([rows[i] for i in multi]))) if multi else {}
+            return torch.stack([states[i] if i in states else self.prefill_rows([r])[0] for i, r in enumerate(rows)])
+        self.reserve(max(slot for slot, _, _ in rows) + 1, max(start + len(ids) for _, ids, start in rows) + 1)
+        segments, ids, pos, ends, offset = [], [], [], [], 0
+        for slot, row_ids, start in rows:
+            n = len(row_ids)
+            segments.append((slot, offset, n, start))
+            ids += row_ids
+            pos.append(self._positions[start: start + n])
+            offset += n
+            ends.append(offset - 1)
+        x = torch.tensor(ids, device=self.device)
+        pos = torch.cat(pos) if len(pos) > 1 else pos[0]
+
+        def attend(q, kv, layer):  # q (N, H, D), kv (N, 2 * Hkv, D): each row on its own cache
+            out = []
+            for slot, off, n, start in segments:
+                self.kv_t[layer][slot, start: start + n] = kv[off: off + n]
+                mask = None  # from position 0: plain causal attention
+                if start:  # query i sees every cached position and the new ones up to itself
+                    mask = self._positions[: start + n][None, :] <= self._positions[start: start + n, None]
+                keys, values = _halves(self.kv[layer][slot: slot + 1, :, : start + n], self.kv_heads)
+                out.append(self._attention(q[off: off + n].transpose(0, 1)[None], keys, values, mask,
+                                           causal=n > 1 and not start))
+            o = torch.cat(out, dim=2) if len(out) > 1 else out[0]  # (1, H, N, D)
+            return o[0].transpose(0, 1).reshape(-1, self.heads * self.head_dim)
+
+        return self._forward(x, pos, attend, torch.tensor(ends, device=self.device))  # (R, C)
+
+    @torch.inference_mode()
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         b = tokens.shape[0]
-        kv_len = int(lengths.max()) + 1
-        self.reserve(b, kv_len)
+        lo, hi = torch.aminmax(lengths)
+        lo, hi = int(lo), int(hi)
+        self.reserve(b, hi + 1)
         lengths = lengths.to(self.device)
-        mask = None
-        if bool((lengths != lengths[0]).any()):
-            mask = (torch.arange(kv_len, device=self.device)[None, :] <= lengths[:, None])[:, None, None, :]
-        write = (torch.arange(b, device=self.device), lengths)
-        return self._forward(tokens.to(self.device)[:, None], lengths[:, None], write, slice(0, b), kv_len, mask)
+        where = (self._slots[:b], lengths)  # row r writes at lengths[r] ...
+        mask = None  # ... and sees positions <= lengths[r]: every cached one when the lengths are equal
+        if lo != hi:  # as an additive mask: what sdpa makes of a boolean one in every layer
+            seen = self._positions[: hi + 1][None, :] <= lengths[:, None]
+            mask = torch.zeros(seen.shape, dtype=self.dtype, device=self.device).masked_fill_(~seen, float("-inf"))
+            mask = mask[:, None, None, :]  # (B, 1, 1, T)
+        read = (slice(0, b), slice(None), slice(0, hi + 1))
 
-    def _forward(self, x, pos, write, rows: slice, kv_len: int, mask) -> torch.Tensor:
-        bsz, n = x.shape
-        h = F.embedding(x, self.embed)  # (B, n, C)
-        cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]  # (B, 1, n, D)
-        decode = isinstance(write[1], torch.Tensor)
-        hd = self.head_dim
+        def attend(q, kv, layer):  # q (B, H, D), kv (B, 2 * Hkv, D): one new column per row
+            self.kv_t[layer].index_put_(where, kv)
+            keys, values = _halves(self.kv[layer][read], self.kv_heads)
+            return self._attention(q[:, :, None], keys, values, mask).view(b, -1)
+
+        return self._forward(tokens.to(self.device), lengths, attend)
+
+    def _attention(self, q, keys, values, mask, causal: bool = False) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scaling, is_causal=causal,
+                                              enable_gqa=self.heads != self.kv_heads)
+
+    def _forward(self, x, pos, attend, last: torch.Tensor | None = None) -> torch.Tensor:
+        """x and pos (N,): the new tokens (of one or several rows, packed) and their positions;
+        `attend(q, kv, layer)` writes a layer's new keys|values into its cache and returns the
+        attention output, (N, H*D). Returns the output states of the tokens `last`
+        (None: all), (R, C).
+
+            one layer, on (N, C) states:   norm -> qkv linear -> rotary on q|k (one op for both)
+            -> attend (cache write, sdpa) -> out linear -> + -> norm -> SwiGLU -> +
+        """
+        H, Hkv, D = self.heads, self.kv_heads, self.head_dim
+        split = (H + Hkv) * D
+        h = F.embedding(x, self.embed)  # (N, C)
+        cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]  # (N, 1, D)
         for i, L in enumerate(self.layers):
             y = _rms_norm(h, L.w_in, L.eps_in)
-            if L.qkv is not None:  # q and k are adjacent: rotate them together, (B, H + Hkv, n, D)
-                qkv = F.linear(y, *L.qkv)
-                split = (self.heads + self.kv_heads) * hd
-                qk = qkv[..., :split].view(bsz, n, -1, hd).transpose(1, 2)
-                qk = qk * cos + _rotate_half(qk) * sin
-                q, k = qk.split([self.heads, self.kv_heads], 1)  # (B, H, n, D), (B, Hkv, n, D)
-                v = qkv[..., split:]
-            else:
-                q = L.q(y).view(bsz, n, -1, hd).transpose(1, 2)
-                k = L.k(y).view(bsz, n, -1, hd).transpose(1, 2)
-                q = q * cos + _rotate_half(q) * sin
-                k = k * cos + _rotate_half(k) * sin
-                v = L.v(y)
-            v = v.reshape(bsz, n, -1, hd).transpose(1, 2)  # (B, Hkv, n, D)
-            kc, vc = self.k[i], self.v[i]
-            if decode:  # one new column per row, each at its own length
-                kc[write[0], :, write[1]] = k[:, :, 0]
-                vc[write[0], :, write[1]] = v[:, :, 0]
-            else:
-                kc[write[0], :, write[1]] = k
-                vc[write[0], :, write[1]] = v
-            keys, values = kc[rows, :, :kv_len], vc[rows, :, :kv_len]
-            o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scaling,
-                                               is_causal=mask is None and n > 1,
-                                               enable_gqa=self.heads != self.kv_heads)
-            h = h + F.linear(o.transpose(1, 2).reshape(bsz, n, -1), *L.o)
+            qkv = F.linear(y, *L.qkv) if L.qkv is not None else torch.cat([L.q(y), L.k(y), L.v(y)], dim=-1)
+            qk = qkv[:, :split].view(-1, H + Hkv, D)
+            # rotary on q and k in place: rotate_half(x) * sin == x[perm] * sin with the sign of its
+            # first half folded into `sin`; then k and v are adjacent, as the cache keeps them
+            torch.add(qk * cos, qk.index_select(-1, self.perm) * sin, out=qk)
+            o = attend(qk[:, :H], qkv[:, H * D:].view(-1, 2 * Hkv, D), i)
+            h = h + F.linear(o, *L.o)
             y = _rms_norm(h, L.w_post, L.eps_post)
             if L.gate_up is not None:
-                g, u = F.linear(y, *L.gate_up).chunk(2, dim=-1)
+                g, u = F.linear(y, *L.gate_up).split_with_sizes((self.inner, self.inner), dim=-1)
             else:
                 g, u = L.gate(y), L.up(y)
             h = h + F.linear(L.act(g) * u, *L.down)
-        return _rms_norm(h[:, -1], *self.norm)  # (B, C)
+        return _rms_norm(h if last is None else h[last], *self.norm)  # (R, C)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def logits(self, states: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
         w, b = self.lm_head
-        if columns is not None:  # the rows of those tokens, gathered once per set (a span's codebook)
-            key = columns.cpu().numpy().tobytes()
-            if key not in self._heads:
+        if columns is not None:  # the rows of those tokens, gathered once per column tensor (the
+            hit = self._heads.get(id(columns))  # engine keeps one per set); the entry holds it, so
+            if hit is None or hit[0] is not columns:  # its id is not reused while the entry lives
                 if len(self._heads) >= HEAD_CACHE:
                     self._heads.pop(next(iter(self._heads)))
-                columns = columns.to(w.device)
-                self._heads[key] = (w[columns], None if b is None else b[columns])
-            w, b = self._heads[key]
+                index = columns.to(w.device)
+                hit = self._heads[id(columns)] = (columns, w[index], None if b is None else b[index])
+            _, w, b = hit
         return F.linear(states, w, b).float()
 
 
@@ -266,18 +309,25 @@ def _join(linears) -> tuple:
     return torch.cat([m.weight for m in linears]).detach(), bias
 
 
+def _plain(act):
+    """SiLU as the function itself (its module's forward is F.silu): a module call costs more than the op."""
+    from transformers.activations import SiLUActivation
+
+    return F.silu if type(act) in (torch.nn.SiLU, SiLUActivation) else act
+
+
+def _halves(kv: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 2 * heads, T, D) -> keys, values (B, heads, T, D): two slices (Tensor.split goes through Python)."""
+    return kv[:, :heads], kv[:, heads:]
+
+
 def _rms_norm(h: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    if h.dtype == torch.float32:  # the casts below are no-ops: skip their dispatch
-        return weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps))
+    if h.dtype == torch.float32:  # the casts below are no-ops: torch's own op gives the same values
+        return F.rms_norm(h, weight.shape, weight, eps)
     dtype = h.dtype
     h32 = h.to(torch.float32)
     h32 = h32 * torch.rsqrt(h32.pow(2).mean(-1, keepdim=True) + eps)
     return weight * h32.to(dtype)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 class HFDecoder:
@@ -303,11 +353,14 @@ class HFDecoder:
                          position_ids=torch.arange(start, start + len(ids), device=dev)[None])
         return out.logits[0, -1].float()  # the output state is the logits row itself
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def prefill(self, slot: int, ids: list[int], start: int) -> torch.Tensor:
         return self._run(slot, ids, start)
 
-    @torch.no_grad()
+    def prefill_rows(self, rows: list[tuple[int, list[int], int]]) -> torch.Tensor:
+        return torch.stack([self.prefill(*row) for row in rows])
+
+    @torch.inference_mode()
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return torch.stack([self._run(i, [int(t)], int(n)) for i, (t, n) in enumerate(zip(tokens, lengths))])
 

@@ -94,8 +94,8 @@ def phase_cohorts(rows: list[Row], layout: VocabLayout, decoding: DecodingConfig
     phase end ids, allowed span starts) for each group of rows decoded together in one phase. With
     beam-searched text, rows in text run a beam phase until a stop or a span start, rows in a span a
     sampled phase until its end; otherwise one sampled phase runs to the stop."""
-    tracker = SpanTracker(layout)
     beam_text = decoding.text.num_beams > 1
+    tracker = SpanTracker(layout) if beam_text else None
     start_ids = [m.start_id for m in layout.modalities.values()]
     end_ids = [m.end_id for m in layout.modalities.values()]
     while True:

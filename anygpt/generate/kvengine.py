@@ -11,10 +11,15 @@ leaves as soon as it produces a stop token or reaches its token budget. A reques
 `KVPrefix` (the cache of an earlier sequence, e.g. the chat history or the previous phase of the
 same reply): only the tokens after the common prefix are computed.
 
-The engine sees only token ids. The processors keep their semantics (processors.py) but read each
-row's span state from tensors updated one token at a time, instead of rescanning the ids. Their
-tensors live on the CPU (a few per row); only the logits of the allowed tokens come back from the
-model's device each step.
+The engine sees only token ids. The processors keep their semantics (processors.py) but the engine
+keeps each row's span state as tensors instead of rescanning the ids: a step moves every position on
+by one, and the state is advanced from the tokens only when a row opens or closes a span. What the
+constraint allows is looked up per combination of the rows' keys, planned PLAN_STEPS steps ahead:
+
+    step t:   keys (B,) = plan[t]  ->  (columns, banned) cached per keys  ->  logits over columns only
+
+These tensors live on the CPU (a few per row); only the logits of the allowed tokens come back from
+the model's device each step.
 
 Seeded sampling draws like `model.generate`: requests submitted together form a cohort, and each
 step draws one (cohort size, V) block of exponential noise per live cohort, in submission order;
@@ -32,7 +37,14 @@ import torch
 
 from anygpt.generate.config import DecodingConfig
 from anygpt.generate.decoder import Decoder, KVPrefix, make_decoder
-from anygpt.generate.processors import ModalitySampler, SpanConstraint, SpanState, SpanTracker, span_tokens_seen
+from anygpt.generate.processors import (
+    ModalitySampler,
+    SpanConstraint,
+    SpanState,
+    SpanTracker,
+    span_tokens_seen,
+    text_mask,
+)
 from anygpt.layout import VocabLayout
 
 # `model.generate` fills an unset top_k with transformers' global default and, whenever it samples,
@@ -42,6 +54,13 @@ GENERATE_DEFAULT_TOP_K = 50
 # The output layer is computed only for the tokens some row may produce, when they are at most this
 # share of the vocabulary (in a span, one codebook; in text, the text tokens and span starts).
 COLUMNS_FRACTION = 0.5
+# Combinations of the rows' constraint states whose allowed tokens are kept (a batch in lockstep
+# cycles through a handful: one per codebook layer, with or without the end token).
+ALLOWED_CACHE = 256
+# The rows' constraint keys are computed for this many steps ahead in one batched call: inside a
+# span or a stretch of text they follow from the position and the budget alone, until a row opens
+# or closes a span, or rows join or leave (then the plan is made again).
+PLAN_STEPS = 16
 
 
 @dataclass
@@ -100,7 +119,15 @@ class Engine:
         self.tracker = SpanTracker(layout)
         self.constraint = SpanConstraint(layout, max_seconds=decoding.max_seconds, vocab_rows=self.vocab) \
             if decoding.constrained else None
-        self._text_masks: dict = {}
+        self._text_masks: dict = {}  # allowed_starts -> id
+        self._text_masks_by_id: list = []  # id -> (V,) allowed tokens in text
+        self._bits = None if self.constraint is None else 1 << torch.arange(len(layout.names))  # (M,)
+        self._allowed: dict[tuple, tuple] = {}  # the rows' constraint keys -> (columns, banned)
+        self._columns: dict[bytes, torch.Tensor] = {}  # column sets met so far, one tensor each
+        self._plan: deque[tuple] = deque()  # the rows' constraint keys of the next steps
+        boundary = self.tracker.boundary
+        self._boundary_ids = set(boundary.nonzero()[:, 0].tolist())  # span start and end tokens
+        self._last_id = boundary.numel() - 1  # ids beyond the layout read as this one (as in advance)
         self.sampler = ModalitySampler(layout, decoding)
         self.sampling = any(c.do_sample for c in self.sampler.configs)
         self.waiting: deque[_Row] = deque()
@@ -108,7 +135,9 @@ class Engine:
         # per active row, aligned with self.rows and with the decoder's slots
         self.state = SpanState(*(torch.empty(0, dtype=torch.long) for _ in range(3)))
         self.remaining = torch.empty(0, dtype=torch.long)  # tokens the constraint may still plan for
-        self.text_mask = torch.empty(0, self.vocab, dtype=torch.bool)  # allowed tokens in text
+        self.text_id = torch.empty(0, dtype=torch.long)  # which allowed tokens in text (_text_masks)
+        self.lengths = torch.empty(0, dtype=torch.long)  # positions in the decoder's cache
+        self.last = torch.empty(0, dtype=torch.long)  # the last token, not yet in the cache
         self.seen = torch.empty(0, self.vocab, dtype=torch.bool)  # tokens seen in the current span
         self.cohorts: list[_Cohort] = []
 
@@ -157,40 +186,87 @@ class Engine:
             self.step()
 
     # --- one step ---------------------------------------------------------------------------------
+    @torch.inference_mode()  # no autograd bookkeeping on any tensor op of the step
     def step(self) -> None:
         old = len(self.rows)
-        while self.waiting and len(self.rows) < self.max_batch:
-            self._admit(self.waiting.popleft())
+        joining = []
+        while self.waiting and old + len(joining) < self.max_batch:
+            joining.append(self.waiting.popleft())
+        if joining:
+            self._admit(joining)
         if not self.rows:
             return
         parts = []
         if old:  # rows already running: their last token goes through the model
-            rows = self.rows[:old]
-            tokens = torch.tensor([r.seq[-1] for r in rows])
-            lengths = torch.tensor([r.cached for r in rows])
-            parts.append(self.decoder.decode(tokens, lengths))
-            for r in rows:
+            parts.append(self.decoder.decode(self.last[:old], self.lengths[:old]))
+            self.lengths[:old] += 1
+            for r in self.rows[:old]:
                 r.cached += 1
         parts += [r.state[None] for r in self.rows[old:]]
         for r in self.rows[old:]:
             r.state = None
         states = torch.cat(parts) if len(parts) > 1 else parts[0]  # (B, C)
-        allowed, columns = None, None
-        if self.constraint is not None:
-            allowed = self.constraint.allowed(self.state, self.remaining, self.text_mask)  # (B, V)
-            union = allowed.any(dim=0)
-            if int(union.sum()) <= COLUMNS_FRACTION * self.vocab:
-                columns = union.nonzero()[:, 0]
-                allowed = allowed[:, columns]
+        columns, banned = self._allowed_tokens()
         logits = self.decoder.logits(states, columns).cpu()  # (B, V) or (B, len(columns)), float32
-        chosen = self._choose(logits, allowed, columns)
+        chosen = self._choose(logits, banned, columns)
         self._append(chosen)
 
-    def _choose(self, scores: torch.Tensor, allowed: torch.Tensor | None,
+    def _allowed_tokens(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The tokens some row may produce (None: all) and, over those, each row's banned ones (B, V')
+        (None: none). What the span constraint allows depends only on each row's constraint state,
+        which text mask the row uses in text and which span starts still fit its budget, so it is
+        computed once per combination of those keys:
+
+            row key = state index (> 0 in a span)   or   -1 - (text_id * 2**M + starts that no longer fit)
+        """
+        if self.constraint is None:
+            return None, None
+        if not self._plan:
+            self._plan = self._plan_keys(PLAN_STEPS)
+        keys = self._plan.popleft()
+        hit = self._allowed.get(keys)
+        if hit is None:
+            if len(self._allowed) >= ALLOWED_CACHE:
+                self._allowed.pop(next(iter(self._allowed)))
+            hit = self._allowed[keys] = self._columns_and_banned()
+        return hit
+
+    def _columns_and_banned(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """`_allowed_tokens` for the rows' current states, from the constraint's (B, V) masks."""
+        text = torch.stack([self._text_masks_by_id[i] for i in self.text_id.tolist()])  # (B, V)
+        allowed = self.constraint.allowed(self.state, self.remaining, text)  # (B, V)
+        union = allowed.any(dim=0)
+        columns = None
+        if int(union.sum()) <= COLUMNS_FRACTION * self.vocab:
+            columns = union.nonzero()[:, 0]
+            # one tensor per column set, however many key combinations share it: the decoder keeps
+            # the output layer's rows gathered per column tensor
+            if len(self._columns) >= ALLOWED_CACHE:
+                self._columns.pop(next(iter(self._columns)))
+            columns = self._columns.setdefault(columns.numpy().tobytes(), columns)
+            allowed = allowed[:, columns]
+        return columns, None if bool(allowed.all()) else ~allowed
+
+    def _plan_keys(self, steps: int) -> deque[tuple]:
+        """The rows' keys (see `_allowed_tokens`) for the next `steps` steps, supposing that no row
+        opens or closes a span meanwhile: each step moves every position on by one and spends one
+        token of every budget. One call over (steps * B) states instead of one per step."""
+        c = self.constraint
+        ahead = torch.arange(steps)[:, None]  # (S, 1)
+        pos = (self.state.pos[None] + ahead).reshape(-1)  # (S * B,)
+        remaining = (self.remaining[None] - ahead).reshape(-1)
+        modality = self.state.modality.repeat(steps)
+        idx = c.state_index_of(SpanState(modality, pos, modality), remaining)  # the start is not read
+        too_long = remaining[:, None] < c.min_span[None, :]  # (S * B, M)
+        late = (too_long * self._bits).sum(1)
+        keys = torch.where(idx > 0, idx, -1 - (self.text_id.repeat(steps) << len(self._bits)) - late)
+        return deque(map(tuple, keys.view(steps, -1).tolist()))
+
+    def _choose(self, scores: torch.Tensor, banned: torch.Tensor | None,
                 columns: torch.Tensor | None) -> torch.Tensor:
         """Token ids for (B, V') scores over `columns` of the vocabulary (None: all of it)."""
-        if allowed is not None:
-            scores = scores.masked_fill(~allowed, float("-inf"))
+        if banned is not None:
+            scores = scores.masked_fill(banned, float("-inf"))
         if not self.sampling and not self.sampler.uses_penalty:
             # greedy everywhere: the sampler would keep only each row's argmax
             picked = scores.argmax(dim=-1)
@@ -218,8 +294,13 @@ class Engine:
         return torch.stack([blocks[id(r.cohort)][r.index] for r in self.rows])
 
     def _append(self, chosen: torch.Tensor) -> None:
-        index = torch.tensor([len(r.seq) for r in self.rows])
-        st = self.tracker.advance(self.state, chosen, index)
+        index = self.lengths  # every row's cache now holds its whole sequence: the new token goes there
+        tokens = chosen.tolist()
+        if any(min(tok, self._last_id) in self._boundary_ids for tok in tokens):
+            st = self.tracker.advance(self.state, chosen, index)
+            self._plan.clear()
+        else:  # no span opened or closed: only the positions move on
+            st = SpanState(self.state.modality, self.state.pos + 1, self.state.start)
         if self.sampler.uses_penalty:  # restart at span boundaries, then mark the token inside spans
             boundary = st.start == index
             closed = (self.state.modality >= 0) & (st.modality < 0)
@@ -228,8 +309,9 @@ class Engine:
             self.seen[torch.arange(len(self.rows)), chosen.clamp(max=self.vocab - 1)] |= inside
         self.state = st
         self.remaining = self.remaining - 1
+        self.last = chosen
         finished = []
-        for i, (r, tok) in enumerate(zip(self.rows, chosen.tolist())):
+        for i, (r, tok) in enumerate(zip(self.rows, tokens)):
             r.seq.append(tok)
             r.handle.ids.append(tok)
             if r.handle.request.on_token is not None:
@@ -240,39 +322,48 @@ class Engine:
             self._leave(i)
 
     # --- rows joining and leaving -----------------------------------------------------------------
-    def _admit(self, row: _Row) -> None:
-        slot = len(self.rows)
-        req = row.handle.request
-        start = 0
-        if req.prefix is not None:
-            start = common_prefix(req.prefix.ids, row.seq, limit=len(row.seq) - 1)
-            if start:
-                self.decoder.load(slot, req.prefix, start)
-        row.handle.cached_prompt = start
-        row.state = self.decoder.prefill(slot, row.seq[start:], start)
-        row.cached = len(row.seq)
-        self.rows.append(row)
-        ids = torch.tensor([row.seq])
-        st = self.tracker.state(ids)
-        self.state = SpanState(*(torch.cat([a, b]) for a, b in
-                                 zip((self.state.modality, self.state.pos, self.state.start),
-                                     (st.modality, st.pos, st.start))))
-        budget = row.max_new if req.span_budget is None else req.span_budget
-        self.remaining = torch.cat([self.remaining, torch.tensor([budget])])
-        self.text_mask = torch.cat([self.text_mask, self._text_allowed(req.allowed_starts)[None]])
-        self.seen = torch.cat([self.seen, span_tokens_seen(ids, st.start, self.vocab)])
+    def _admit(self, rows: list[_Row]) -> None:
+        """Rows join the batch: each one's prompt after its cached prefix is computed (all of them in
+        one prefill) into the next free slots."""
+        self._plan.clear()
+        jobs = []
+        for row in rows:
+            slot = len(self.rows)
+            req = row.handle.request
+            start = 0
+            if req.prefix is not None:
+                start = common_prefix(req.prefix.ids, row.seq, limit=len(row.seq) - 1)
+                if start:
+                    self.decoder.load(slot, req.prefix, start)
+            row.handle.cached_prompt = start
+            jobs.append((slot, row.seq[start:], start))
+            row.cached = len(row.seq)
+            self.rows.append(row)
+            ids = torch.tensor([row.seq])
+            st = self.tracker.state(ids)
+            self.state = SpanState(*(torch.cat([a, b]) for a, b in
+                                     zip((self.state.modality, self.state.pos, self.state.start),
+                                         (st.modality, st.pos, st.start))))
+            budget = row.max_new if req.span_budget is None else req.span_budget
+            self.remaining = torch.cat([self.remaining, torch.tensor([budget])])
+            self.text_id = torch.cat([self.text_id, torch.tensor([self._text_allowed(req.allowed_starts)])])
+            self.lengths = torch.cat([self.lengths, torch.tensor([row.cached])])
+            self.last = torch.cat([self.last, torch.tensor([row.seq[-1]])])
+            self.seen = torch.cat([self.seen, span_tokens_seen(ids, st.start, self.vocab)])
+        for row, state in zip(rows, self.decoder.prefill_rows(jobs)):
+            row.state = state
 
-    def _text_allowed(self, allowed_starts) -> torch.Tensor:
-        if self.constraint is None:
-            return torch.ones(self.vocab, dtype=torch.bool)
+    def _text_allowed(self, allowed_starts) -> int:
+        """The id of the text mask of rows that may open the spans `allowed_starts` (None: any)."""
         key = None if allowed_starts is None else tuple(allowed_starts)
         if key not in self._text_masks:
-            self._text_masks[key] = SpanConstraint(
-                self.layout, max_seconds=self.decoding.max_seconds, vocab_rows=self.vocab,
-                allowed_starts=None if key is None else list(key)).masks[0]
+            mask = None if self.constraint is None else text_mask(self.layout, self.vocab, key)
+            self._text_masks[key] = len(self._text_masks)
+            self._text_masks_by_id.append(mask)
         return self._text_masks[key]
 
     def _leave(self, i: int) -> None:
+        self._plan.clear()
         last = len(self.rows) - 1
         row = self.rows[i]
         self._finish(row, slot=i)
@@ -280,12 +371,13 @@ class Engine:
             self.decoder.move(last, i, self.rows[last].cached)
             self.rows[i] = self.rows[last]
             for t in (self.state.modality, self.state.pos, self.state.start, self.remaining,
-                      self.text_mask, self.seen):
+                      self.text_id, self.lengths, self.last, self.seen):
                 t[i] = t[last]
         self.rows.pop()
         keep = slice(0, last)
         self.state = SpanState(self.state.modality[keep], self.state.pos[keep], self.state.start[keep])
-        self.remaining, self.text_mask, self.seen = self.remaining[keep], self.text_mask[keep], self.seen[keep]
+        self.remaining, self.text_id, self.seen = self.remaining[keep], self.text_id[keep], self.seen[keep]
+        self.lengths, self.last = self.lengths[keep], self.last[keep]
 
     def _finish(self, row: _Row, slot: int | None = None) -> None:
         h = row.handle

@@ -17,6 +17,7 @@ Rules enforced by SpanConstraint:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -71,9 +72,7 @@ class SpanConstraint:
     def __init__(self, layout: VocabLayout, *, max_seconds: dict | None = None,
                  allowed_starts: list[str] | None = None, vocab_rows: int | None = None):
         self.layout = layout
-        self.tracker = SpanTracker(layout)
         rows = vocab_rows or layout.vocab_size
-        kinds = layout.kind_table()
         max_seconds = max_seconds or {}
         states: list[torch.Tensor] = []
 
@@ -86,12 +85,7 @@ class SpanConstraint:
             states.append(m)
             return len(states) - 1
 
-        text = torch.zeros(rows, dtype=torch.bool)
-        text[: layout.vocab_size] = kinds == 0
-        for name, m in layout.modalities.items():
-            if allowed_starts is None or name in allowed_starts:
-                text[m.start_id] = True
-        states.append(text)  # state 0: text
+        states.append(text_mask(layout, rows, allowed_starts))  # state 0: text
 
         # per modality: a state per codebook layer without / with the end token, and end-only
         self.table: list[dict] = []
@@ -118,6 +112,10 @@ class SpanConstraint:
         self.min_span = torch.tensor([2 + (t["fixed"] or t["K"]) for t in self.table])
         self.start_ids = torch.tensor([m.start_id for m in layout.modalities.values()])
         self.budget_end: torch.Tensor | None = None
+
+    @cached_property
+    def tracker(self) -> SpanTracker:  # only the logits-processor calls read states off the ids
+        return SpanTracker(self.layout)
 
     def set_budget(self, budget_end: torch.Tensor | None) -> None:
         """(B,) sequence length at which each row's token budget runs out (None: unlimited). Spans are
@@ -180,6 +178,17 @@ class SpanConstraint:
         return allowed
 
 
+def text_mask(layout: VocabLayout, rows: int, allowed_starts: list[str] | None = None) -> torch.Tensor:
+    """(rows,) bool: the tokens text may continue with: text tokens and the starts of the spans
+    `allowed_starts` (None: all); never codes, end tokens or padding rows."""
+    text = torch.zeros(rows, dtype=torch.bool)
+    text[: layout.vocab_size] = layout.kind_table() == 0
+    for name, m in layout.modalities.items():
+        if allowed_starts is None or name in allowed_starts:
+            text[m.start_id] = True
+    return text
+
+
 def _on(t: torch.Tensor, device) -> torch.Tensor:
     return t if t.device == torch.device(device) else t.to(device)
 
@@ -191,7 +200,7 @@ class ModalitySampler:
     (M+1,) tensor indexed by each row's mode, so a mixed batch is processed in one pass."""
 
     def __init__(self, layout: VocabLayout, decoding: DecodingConfig):
-        self.tracker = SpanTracker(layout)
+        self.layout = layout
         self.configs: list[SamplingConfig] = [decoding.text] + [decoding.for_modality(n) for n in layout.names]
         c = self.configs
         self.greedy = torch.tensor([not x.do_sample for x in c])
@@ -200,6 +209,10 @@ class ModalitySampler:
         self.top_p = torch.tensor([x.top_p for x in c], dtype=torch.float32)
         self.penalty = torch.tensor([1.0] + [x.repetition_penalty for x in c[1:]], dtype=torch.float32)
         self.uses_penalty = bool((self.penalty != 1.0).any())
+
+    @cached_property
+    def tracker(self) -> SpanTracker:  # only the logits-processor calls read states off the ids
+        return SpanTracker(self.layout)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         st = self.tracker.state(input_ids)
