@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)")
     p.add_argument("--api-key", default=os.environ.get("ANYGPT_API_KEY"),
                    help="require 'Authorization: Bearer KEY' on /v1/ (default: $ANYGPT_API_KEY, else none)")
-    p.add_argument("--max-batch", type=int, default=8, help="requests decoded together (default 8)")
+    p.add_argument("--max-batch", type=int, default=16, help="requests decoded together (default 16)")
     p.add_argument("--max-jobs", type=int, default=32, help="requests in progress before 503 (default 32)")
     p.add_argument("--max-tokens", type=int, default=None, help="cap on a reply's tokens (default: the bundle's)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take (default 300)")

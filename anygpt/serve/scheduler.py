@@ -77,7 +77,7 @@ def batch_key(decoding: DecodingConfig) -> str:
 
 class Scheduler:
     def __init__(self, model, layout, *, stop_ids: list[int], pad_id: int, max_batch: int = 8,
-                 max_jobs: int = 32, max_engines: int = 4, history_slots: int = 8, beam_wait_s: float = 0.1):
+                 max_jobs: int = 32, max_engines: int = 4, history_slots: int = 8, beam_wait_s: float = 0.25):
         self.model, self.layout = model, layout
         self.stop_ids, self.pad_id = list(stop_ids), pad_id
         self.max_batch, self.max_jobs, self.max_engines = max_batch, max_jobs, max_engines

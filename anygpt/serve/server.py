@@ -24,7 +24,7 @@ from anygpt.serve.voices import Voices
 @dataclass(frozen=True)
 class ServeConfig:
     api_key: str | None = None
-    max_batch: int = 8  # rows decoded together
+    max_batch: int = 16  # rows decoded together
     max_jobs: int = 32  # requests in progress (decoding or waiting); past it: 503
     max_body_bytes: int = 25 * 2**20
     max_tokens: int | None = None  # cap on a reply's tokens (None: the bundle's max_new_tokens)
