@@ -2,7 +2,8 @@
 
     train_image(world, TrainConfig)       world images -> small-image
     train_speech(world, TrainConfig)      world speech (+ flite's phone alignments for layer 1) -> small-speech
-    train_music(world, TrainConfig)       world music, random crops -> small-music
+    train_music(world, TrainConfig)       world music, random crops -> small-music (units "tonal": + the
+                                          world's instrument of each clip for layer 1's head)
     train_soundstorm(world, TrainConfig)  a trained small-speech (cfg.codec) -> its SoundStorm trained
     train_voice(world, TrainConfig)       a trained phone-unit small-speech (cfg.codec) -> its voice renderer
     evaluate(kind, codec_dir, world)      reconstruction, code usage, layer-1 phone accuracy, SoundStorm accuracy
@@ -116,7 +117,8 @@ def load_images(world: str | Path, split: str, max_items: int | None) -> torch.T
 
 
 def load_audio_items(world: str | Path, kind: str, split: str, max_items: int | None, sample_rate: int) -> list[dict]:
-    """World speech or music -> [{"wav": float32 (L,), "text", "speaker", "rate": speaking-rate word}]."""
+    """World speech or music -> [{"wav": float32 (L,), "text", "speaker", "rate": speaking-rate word,
+    "instrument": music's instrument name}]."""
     from anygpt.data.world.reader import iter_items
 
     out = []
@@ -129,7 +131,8 @@ def load_audio_items(world: str | Path, kind: str, split: str, max_items: int | 
         if isinstance(attributes, str):
             attributes = json.loads(attributes)
         out.append({"wav": item["waveform"].astype(np.float32), "text": item.get("text", ""),
-                    "speaker": item.get("speaker", ""), "rate": attributes.get("rate", "normal")})
+                    "speaker": item.get("speaker", ""), "rate": attributes.get("rate", "normal"),
+                    "instrument": attributes.get("instrument", "")})
         if max_items and len(out) >= max_items:
             break
     if not out:
@@ -164,9 +167,19 @@ def attach_phone_labels(items: list[dict], hop: int, frame_rate: float, cache: P
         item["phones"] = lab
 
 
-def crop_batch(items: list[dict], rng: np.random.Generator, batch: int, frames: int, hop: int):
+def attach_instrument_labels(items: list[dict], instruments: tuple[str, ...] | list[str], hop: int) -> None:
+    """Adds "labels" (frames,) to every music item: the index of its instrument in `instruments` at
+    every frame (-1 for an instrument not listed)."""
+    for item in items:
+        index = list(instruments).index(item["instrument"]) if item["instrument"] in instruments else -1
+        item["labels"] = torch.full((math.ceil(len(item["wav"]) / hop),), index, dtype=torch.long)
+
+
+def crop_batch(items: list[dict], rng: np.random.Generator, batch: int, frames: int, hop: int,
+               key: str = "phones"):
     """B random crops of `frames` code frames, starting on a frame (shorter clips zero-padded).
-    Returns wav (B, frames * hop), real frames (B,), phone labels (B, frames) (-1: padding or none)."""
+    Returns wav (B, frames * hop), real frames (B,), the items' frame labels `key` (B, frames)
+    (-1: padding or none)."""
     x = torch.zeros(batch, frames * hop)
     labels = torch.full((batch, frames), -1, dtype=torch.long)
     real = torch.zeros(batch, dtype=torch.long)
@@ -177,8 +190,8 @@ def crop_batch(items: list[dict], rng: np.random.Generator, batch: int, frames: 
         seg = w[start * hop : (start + frames) * hop]
         x[b, : len(seg)] = torch.from_numpy(seg)
         real[b] = n = math.ceil(len(seg) / hop)
-        if "phones" in items[i]:
-            labels[b, :n] = items[i]["phones"][start : start + n]
+        if key in items[i]:
+            labels[b, :n] = items[i][key][start : start + n]
     return x, real, labels
 
 
@@ -254,7 +267,8 @@ def _freeze_layer_one(net, export: str | Path) -> None:
 
 
 def _audio_recipe(codec, cfg: TrainConfig, data: list[dict], stop_after, progress, resume, title: str) -> list[dict]:
-    """The speech and music recipe: random crops, spectral loss (+ the phone loss of layer 1 for speech)."""
+    """The speech and music recipe: random crops, spectral loss (+ the phone loss of layer 1 for speech,
+    the instrument loss of layer 1's head for tonal music)."""
     net = codec.net
     frames = max(1, round(cfg.crop_seconds * codec.frame_rate))
     frozen = bool(cfg.init_from)
@@ -264,11 +278,12 @@ def _audio_recipe(codec, cfg: TrainConfig, data: list[dict], stop_after, progres
         net.set_statistics([torch.from_numpy(it["wav"]) for it in data[:256]])  # a checkpoint overrides these
     params, opt = _optimizer(net, cfg, (0.9, 0.99))
     spec = _spec(cfg, stop_after, progress, resume)
+    label_key, name = ("labels", "instrument") if net.tonal is not None else ("phones", "phone")
 
     def step(s: int, lr: float) -> dict[str, float]:
         if frozen and net.content_vq is not None:  # no EMA updates or restarts of the layer-1 codebook
             net.content_vq.eval()
-        x, real, labels = crop_batch(data, tc.step_rng(cfg.seed, s), cfg.batch, frames, codec.hop)
+        x, real, labels = crop_batch(data, tc.step_rng(cfg.seed, s), cfg.batch, frames, codec.hop, label_key)
         out = net(x, tc.step_generator(cfg.seed, s), quantize=s >= cfg.vq_warmup)
         rec = spectral_loss(out["pred"], out["target"], real)
         loss = rec + cfg.commit_weight * out["commit"]
@@ -278,8 +293,8 @@ def _audio_recipe(codec, cfg: TrainConfig, data: list[dict], stop_after, progres
             content = F.cross_entropy(logits, labels, ignore_index=-1)
             loss = loss + cfg.content_weight * content
             keep = labels >= 0
-            metrics["phone_ce"] = content.item()
-            metrics["phone_acc"] = (logits.argmax(1)[keep] == labels[keep]).float().mean().item()
+            metrics[f"{name}_ce"] = content.item()
+            metrics[f"{name}_acc"] = (logits.argmax(1)[keep] == labels[keep]).float().mean().item()
         tc.clip_and_step(loss, params, opt, spec.clip_grad)
         used = out["codes"][:, 0].unique().numel() / codec.codebook_size
         return {"loss": loss.item(), **metrics, "layer1_used": used}
@@ -301,9 +316,16 @@ def train_speech(world: str | Path, cfg: TrainConfig, *, stop_after: int | None 
 
 def train_music(world: str | Path, cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = True,
                 resume: bool = True, items: list[dict] | None = None) -> list[dict]:
-    codec = SmallMusicCodec(**dict(cfg.codec))
+    options = dict(cfg.codec)
+    if options.get("units") == "tonal" and not options.get("instruments"):  # the world's instruments, in its order
+        from anygpt.data.world.music import music_table
+
+        options["instruments"] = [i["name"] for i in music_table()["instruments"]]
+    codec = SmallMusicCodec(**options)
     if items is None:
         items = load_audio_items(world, "music", cfg.split, cfg.max_items, codec.sample_rate)
+    if codec.net.tonal is not None and not all("labels" in item for item in items):
+        attach_instrument_labels(items, codec.cfg.instruments, codec.hop)
     return _audio_recipe(codec, cfg, items, stop_after, progress, resume, "small-music")
 
 
