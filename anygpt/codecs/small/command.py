@@ -6,6 +6,7 @@
     anygpt codecs train soundstorm --codec OUT_SPEECH/export --world DIR --out DIR [same flags]
     anygpt codecs train voice --codec OUT_SPEECH/export --world DIR --out DIR [same flags]
     anygpt codecs eval image|speech|music --codec DIR --world DIR [--split validation] [--n 32] [--out DIR]
+    anygpt codecs probe music --codec DIR --world DIR      (attributes read from bags of layer-1 codes)
 
 A full run: train speech, then soundstorm from its export (or, for phone units, `--set units=phones`,
 the voice renderer); OUT/export of that second run is the complete small-speech codec.
@@ -78,6 +79,12 @@ def register(subparsers) -> None:
     e.add_argument("--out", help="write eval_<kind>.json and sample reconstructions here")
     e.add_argument("--threads", type=int, default=1)
     e.set_defaults(func=_eval)
+    r = sub.add_parser("probe", help="how well a linear probe reads music attributes from bags of layer-1 codes")
+    r.add_argument("kind", choices=["music"])
+    r.add_argument("--codec", required=True, help="an export directory (codec.json + weights.safetensors)")
+    r.add_argument("--world", required=True, help="fit on its train clips, score on its validation and test clips")
+    r.add_argument("--threads", type=int, default=1)
+    r.set_defaults(func=_probe)
 
 
 def _train(args) -> int:
@@ -116,6 +123,19 @@ def _eval(args) -> int:
     print(json.dumps(vars(args) | {"func": None}, indent=2, default=str), flush=True)
     metrics = train.evaluate(args.kind, args.codec, args.world, split=args.split, n=args.n, out=args.out)
     print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _probe(args) -> int:
+    import torch
+
+    from anygpt.codecs.small.probe import layer1_probe
+    from anygpt.codecs.small.train_common import load_codec_dir
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(json.dumps(vars(args) | {"func": None}, indent=2, default=str), flush=True)
+    print(json.dumps(layer1_probe(load_codec_dir(args.codec), args.world), indent=2))
     return 0
 
 
