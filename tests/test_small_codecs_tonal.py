@@ -91,3 +91,25 @@ def test_probe_reads_a_separable_attribute_and_counts_runs():
     acc, _ = probe.probe_accuracy(noise[:21], labels[:21], noise[21:], labels[21:])
     assert acc < 0.8
     assert probe.label({"key": "D-flat", "mode": "major"}, "key") == probe.label({"key": "C-sharp", "mode": "major"}, "key")
+
+
+def test_ship_with_a_base_bundle_replaces_only_the_music_codec(tonal, tmp_path):
+    import json
+
+    from anygpt.bundles import load_codec_slots
+    from anygpt.codecs.small.image import SmallImageCodec
+
+    base = tmp_path / "base"
+    image = SmallImageCodec(codebook_size=64, channels=[8, 8, 16], code_dim=8)
+    tc.export_codec(image, "small-image", tmp_path / "image")
+    tc.export_codec(SmallMusicCodec(n_fft=512, width=16, depth=1, codebook_size=64, code_dim=8), "small-music",
+                    tmp_path / "old")
+    tc.ship_codecs({"image": tmp_path / "image", "music": tmp_path / "old"}, base)
+    tc.export_codec(tonal, "small-music", tmp_path / "new")
+    tc.ship_codecs({"music": tmp_path / "new"}, tmp_path / "out", base=base)
+    before = json.loads((base / "codecs" / "codecs.json").read_text())
+    after = json.loads((tmp_path / "out" / "codecs" / "codecs.json").read_text())
+    assert after["image"] == before["image"] and after["music"]["config"]["units"] == "tonal"
+    slots = load_codec_slots(tmp_path / "out")
+    assert slots["music"].get().config() == tonal.config()
+    assert slots["image"].get().config() == image.config()

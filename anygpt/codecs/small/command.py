@@ -65,9 +65,11 @@ def register(subparsers) -> None:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="codec constructor argument")
     t.set_defaults(func=_train)
     s = sub.add_parser("ship", help="copy trained exports into a bundle directory's codecs/ (codecs.json)")
-    s.add_argument("--image", required=True, help="small-image export directory")
-    s.add_argument("--speech", required=True, help="small-speech export directory (of the soundstorm run)")
-    s.add_argument("--music", required=True, help="small-music export directory")
+    s.add_argument("--image", help="small-image export directory")
+    s.add_argument("--speech", help="small-speech export directory (of the soundstorm run)")
+    s.add_argument("--music", help="small-music export directory")
+    s.add_argument("--base", help="a bundle directory whose shipped codecs fill the kinds not given "
+                                  "(required unless all three are given)")
     s.add_argument("--out", required=True, help="bundle directory (its codecs/ is replaced)")
     s.set_defaults(func=_ship)
     e = sub.add_parser("eval", help="measure a trained small codec on world items")
@@ -142,7 +144,10 @@ def _probe(args) -> int:
 def _ship(args) -> int:
     from anygpt.codecs.small.train_common import ship_codecs
 
-    out = ship_codecs({"image": args.image, "speech": args.speech, "music": args.music}, args.out)
+    exports = {k: getattr(args, k) for k in ("image", "speech", "music") if getattr(args, k)}
+    if len(exports) < 3 and not args.base:
+        raise SystemExit("anygpt codecs ship: give --image, --speech and --music, or --base BUNDLE for the rest")
+    out = ship_codecs(exports, args.out, base=args.base)
     print(f"wrote {out}")
     return 0
 
