@@ -113,3 +113,29 @@ def test_ship_with_a_base_bundle_replaces_only_the_music_codec(tonal, tmp_path):
     slots = load_codec_slots(tmp_path / "out")
     assert slots["music"].get().config() == tonal.config()
     assert slots["image"].get().config() == image.config()
+
+
+def test_mel_power_loss_is_zero_on_the_target_and_catches_lost_energy(tonal):
+    from anygpt.codecs.small.audio import mel_power_loss
+
+    feats = tonal.net.features(torch.from_numpy(note(440.0, 0.2, 4))[None])  # (1, dims, 10)
+    assert float(mel_power_loss(tonal.net, feats, feats)) == 0.0
+    assert float(mel_power_loss(tonal.net, feats - 0.5, feats)) > 0.1
+    assert float(mel_power_loss(tonal.net, feats - 0.5, feats, frames=torch.tensor([0]))) == 0.0
+
+
+def test_init_from_trains_the_decoder_and_keeps_every_code(tmp_path):
+    items = [{"wav": note(f, 0.6, 3), "instrument": "flute"} for f in (220.0, 330.0)]
+    first = train.default_config("music", tmp_path / "a", steps=6, batch=2, warmup=2, save_every=6,
+                                 crop_seconds=0.3, vq_warmup=2, export_dtype="float32", codec=SMALL)
+    train.train_music(None, first, progress=False, items=items)
+    again = train.default_config("music", tmp_path / "b", steps=4, batch=2, warmup=2, save_every=4, crop_seconds=0.3,
+                                 vq_warmup=0, export_dtype="float32", codec=SMALL, mel_weight=1.0,
+                                 init_from=str(tmp_path / "a" / tc.EXPORT))
+    rows = train.train_music(None, again, progress=False, items=items)
+    assert rows[0]["mel"] > 0
+    a, b = (tc.load_codec_dir(tmp_path / d / tc.EXPORT) for d in "ab")
+    assert torch.equal(a.encode(items[0]["wav"]), b.encode(items[0]["wav"]))
+    sa, sb = a.state_dict(), b.state_dict()
+    changed = {k for k in sa if not torch.equal(sa[k], sb[k])}
+    assert changed and all(k.startswith("net.decoder.") for k in changed)

@@ -300,6 +300,20 @@ def spectral_loss(pred: torch.Tensor, target: torch.Tensor, frames: torch.Tensor
     return (loss * keep).sum() / (keep.sum() * pred.shape[1]).clamp_min(1)
 
 
+def mel_power_loss(net: SpectralRVQ, pred: torch.Tensor, target: torch.Tensor,
+                   frames: torch.Tensor | None = None, bands: int = 64, eps: float = 1e-2) -> torch.Tensor:
+    """L1 of log mel-band power between predicted and true normalised log-magnitudes (B, dims, T).
+    A log-magnitude regression predicts the mean of the log, below the log of the mean power where the
+    spectrum is rough (harmonics, noise): band energies come out low; this loss holds them."""
+    fb = mel_filterbank(net.c.sample_rate, net.c.n_fft, bands).to(pred.device)  # (bands, bins)
+    err = ((fb @ net.to_magnitude(pred).square() + eps).log()
+           - (fb @ net.to_magnitude(target).square() + eps).log()).abs()  # (B, bands, subframes * T)
+    if frames is None:
+        return err.mean()
+    keep = (torch.arange(err.shape[-1])[None] < frames[:, None] * net.c.subframes)[:, None].float()
+    return (err * keep).sum() / (keep.sum() * bands).clamp_min(1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Mel distance (evaluation)
 

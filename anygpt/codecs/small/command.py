@@ -53,10 +53,12 @@ def register(subparsers) -> None:
     t.add_argument("--max-items", type=int)
     t.add_argument("--crop-seconds", type=float)
     t.add_argument("--content-weight", type=float, help="speech: weight of layer 1's phone loss")
+    t.add_argument("--mel-weight", type=float, help="speech, music: weight of the log mel-band power loss")
     t.add_argument("--max-frames", type=int)
     t.add_argument("--vq-warmup", type=int, help="speech, music: steps without quantization at the start")
     t.add_argument("--export-dtype", choices=["float16", "float32", "bfloat16"])
-    t.add_argument("--init-from", help="speech: a trained export whose layer 1 is kept (frozen); the rest retrains")
+    t.add_argument("--init-from", help="speech: a trained export whose layer 1 is kept (frozen), the rest retrains; "
+                                       "music: one whose codes are kept, its decoder trains")
     t.add_argument("--stop-after", type=int, help="leave after N steps (the run resumes later)")
     t.add_argument("--no-resume", action="store_true", help="start over even if OUT has a checkpoint")
     t.add_argument("--threads", type=int, default=1,
@@ -97,7 +99,7 @@ def _train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {k: getattr(args, k) for k in ("steps", "batch", "lr", "warmup", "save_every", "seed", "split",
-                                               "max_items", "crop_seconds", "content_weight",
+                                               "max_items", "crop_seconds", "content_weight", "mel_weight",
                                                "max_frames", "vq_warmup", "export_dtype", "init_from")}
     if args.kind in ("soundstorm", "voice"):
         if not args.codec:

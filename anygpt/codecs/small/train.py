@@ -37,6 +37,7 @@ from anygpt.codecs.small.audio import (
     SmallMusicCodec,
     SmallSpeechCodec,
     mel_distance,
+    mel_power_loss,
     spectral_loss,
 )
 from anygpt.codecs.small.image import (
@@ -70,11 +71,13 @@ class TrainConfig:
     max_items: int | None = None  # read at most this many world items (None: all)
     crop_seconds: float = 2.0  # speech, music: training crop (shorter clips are padded)
     content_weight: float = 1.0  # speech: phone cross-entropy of the layer-1 content head
+    mel_weight: float = 0.0  # speech, music: L1 of log mel-band power of the predicted magnitudes
     commit_weight: float = 0.25
     max_frames: int = 250  # soundstorm, voice: longest training sequence (5 s)
     vq_warmup: int = 0  # speech, music: steps that skip quantization before the codebooks are seeded
     export_dtype: str = "float16"
-    init_from: str = ""  # speech: a trained export whose layer 1 (content encoder, codebook, head) is kept frozen
+    init_from: str = ""  # speech: a trained export whose layer 1 (content encoder, codebook, head) is kept frozen;
+    # music: a trained export whose codes are kept (encoder, layer 1, codebooks frozen): the decoder trains
     codec: dict | str = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -250,10 +253,8 @@ def _finished(cfg: TrainConfig) -> bool:
     return state.is_file() and int(torch.load(state, map_location="cpu", weights_only=True)["step"]) >= cfg.steps
 
 
-def _freeze_layer_one(net, export: str | Path) -> None:
-    """Load a trained speech export's weights wherever they fit and freeze what chooses layer 1 (content
-    encoder, its codebook, the phone head) and the feature statistics: layer-1 codes stay exactly the
-    export's, so token data made with it stays valid, while the acoustic layers are trained anew."""
+def _load_fitting(net, export: str | Path) -> None:
+    """Load a trained audio export's network weights wherever they fit (names and shapes)."""
     from safetensors.torch import load_file
 
     trained = load_file(str(Path(export) / tc.WEIGHTS))
@@ -261,9 +262,24 @@ def _freeze_layer_one(net, export: str | Path) -> None:
     fitting = {k[len("net."):]: v.float() for k, v in trained.items()
                if k.startswith("net.") and k[len("net."):] in own and own[k[len("net."):]].shape == v.shape}
     net.load_state_dict(fitting, strict=False)
+
+
+def _freeze_layer_one(net, export: str | Path) -> None:
+    """Load a trained speech export's weights wherever they fit and freeze what chooses layer 1 (content
+    encoder, its codebook, the phone head) and the feature statistics: layer-1 codes stay exactly the
+    export's, so token data made with it stays valid, while the acoustic layers are trained anew."""
+    _load_fitting(net, export)
     for module in (net.content, net.content_vq, net.content_head):
         if module is not None:
             module.requires_grad_(False)
+
+
+def _freeze_codes(net, export: str | Path) -> None:
+    """Load a trained music export and freeze all but the decoder: every code of every clip stays the
+    export's (token data made with it stay valid), while the decoder learns to sound them better."""
+    _load_fitting(net, export)
+    net.requires_grad_(False)
+    net.decoder.requires_grad_(True)
 
 
 def _audio_recipe(codec, cfg: TrainConfig, data: list[dict], stop_after, progress, resume, title: str) -> list[dict]:
@@ -272,7 +288,10 @@ def _audio_recipe(codec, cfg: TrainConfig, data: list[dict], stop_after, progres
     net = codec.net
     frames = max(1, round(cfg.crop_seconds * codec.frame_rate))
     frozen = bool(cfg.init_from)
-    if frozen:
+    decoder_only = frozen and net.content is None  # music: the codes are kept, the decoder trains
+    if decoder_only:
+        _freeze_codes(net, cfg.init_from)
+    elif frozen:
         _freeze_layer_one(net, cfg.init_from)
     else:
         net.set_statistics([torch.from_numpy(it["wav"]) for it in data[:256]])  # a checkpoint overrides these
@@ -283,11 +302,17 @@ def _audio_recipe(codec, cfg: TrainConfig, data: list[dict], stop_after, progres
     def step(s: int, lr: float) -> dict[str, float]:
         if frozen and net.content_vq is not None:  # no EMA updates or restarts of the layer-1 codebook
             net.content_vq.eval()
+        if decoder_only:  # nor of the other codebooks
+            net.rvq.eval()
         x, real, labels = crop_batch(data, tc.step_rng(cfg.seed, s), cfg.batch, frames, codec.hop, label_key)
         out = net(x, tc.step_generator(cfg.seed, s), quantize=s >= cfg.vq_warmup)
         rec = spectral_loss(out["pred"], out["target"], real)
         loss = rec + cfg.commit_weight * out["commit"]
         metrics = {"spectral": rec.item(), "commit": out["commit"].item()}
+        if cfg.mel_weight:
+            mel = mel_power_loss(net, out["pred"], out["target"], real)
+            loss = loss + cfg.mel_weight * mel
+            metrics["mel"] = mel.item()
         if out["content_logits"] is not None and cfg.content_weight and bool((labels >= 0).any()):
             logits = out["content_logits"]  # (B, classes, T)
             content = F.cross_entropy(logits, labels, ignore_index=-1)
