@@ -130,7 +130,7 @@ def test_init_from_trains_the_decoder_and_keeps_every_code(tmp_path):
                                  crop_seconds=0.3, vq_warmup=2, export_dtype="float32", codec=SMALL)
     train.train_music(None, first, progress=False, items=items)
     again = train.default_config("music", tmp_path / "b", steps=4, batch=2, warmup=2, save_every=4, crop_seconds=0.3,
-                                 vq_warmup=0, export_dtype="float32", codec=SMALL, mel_weight=1.0,
+                                 vq_warmup=0, export_dtype="float32", codec={}, mel_weight=1.0,
                                  init_from=str(tmp_path / "a" / tc.EXPORT))
     rows = train.train_music(None, again, progress=False, items=items)
     assert rows[0]["mel"] > 0

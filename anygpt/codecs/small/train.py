@@ -342,6 +342,9 @@ def train_speech(world: str | Path, cfg: TrainConfig, *, stop_after: int | None 
 def train_music(world: str | Path, cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = True,
                 resume: bool = True, items: list[dict] | None = None) -> list[dict]:
     options = dict(cfg.codec)
+    if cfg.init_from:  # the export's codec, its constructor arguments overridden by --set
+        manifest = json.loads((Path(cfg.init_from) / tc.CODEC_JSON).read_text(encoding="utf-8"))
+        options = {**manifest["config"], **options}
     if options.get("units") == "tonal" and not options.get("instruments"):  # the world's instruments, in its order
         from anygpt.data.world.music import music_table
 
