@@ -240,9 +240,9 @@ class SpectralRVQ(nn.Module):
 
     def forward(self, wav: torch.Tensor, generator: torch.Generator | None = None, quantize: bool = True):
         """Training pass: (B, L) -> dict(pred, target (B, subframes * bins, T) normalised, codes
-        (B, n_q, T), commit, content_logits (B, classes, T): phones, or the instruments of "tonal"; or
-        None). `quantize=False` (the first
-        steps) passes the latents through unquantized; codes are then all 0."""
+        (B, n_q, T), commit, content_logits (B, classes, T): the phones, the instruments of "tonal",
+        or None). `quantize=False` (the first steps) passes the latents through unquantized; codes are
+        then all 0."""
         feats = self.features(wav)
         z = self._latent(self.encoder, feats)
         B, T, D = z.shape
