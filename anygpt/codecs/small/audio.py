@@ -17,6 +17,8 @@
             decode(layer 1, voice) -> layers 2..8 from the voice renderer (voice.py; "phones") or the
             small SoundStorm ("vq") -> decoder.
     music   32 kHz, hop 640 (50 Hz), STFT 1024 / 320, 4 layers x 2048, every layer to the LLM.
+            units="vq" (the shipped codec): a plain 4-layer RVQ; units="tonal": layer 1 is the clip's
+            instrument and each frame's pitch class (tonal.py), layers 2..4 quantize what it misses.
 
 The decoder predicts magnitudes only; Griffin-Lim finds a phase (phase is what a waveform decoder spends
 most of its capacity and training on; on the world's audio, Griffin-Lim of the true magnitudes keeps the
@@ -39,12 +41,13 @@ from torch import nn
 from anygpt.codecs.base import check_codes, register_codec
 from anygpt.codecs.small.convstack import conv_stack
 from anygpt.codecs.small.rvq import ResidualVQ, VectorQuantizer
+from anygpt.codecs.small.tonal import SLOTS, TonalUnits
 from anygpt.codecs.small.voice import VoiceRenderer, VoiceRendererConfig
 from anygpt.codecs.soundstorm import MaskGITSchedule, SoundStorm, SoundStormConfig
 from anygpt.errors import BundleError
 from anygpt.media import to_waveform
 
-UNITS = ("vq", "phones")
+UNITS = ("vq", "phones", "tonal")  # "tonal": music only
 AUDIO_PEAK = 0.99  # decoded audio is clipped to this peak
 # flite's US English phones (the world's speech); index 0, the pause, also stands for anything unknown
 PHONES = ("pau", "aa", "ae", "ah", "ao", "aw", "ax", "axr", "ay", "b", "ch", "d", "dh", "eh", "el", "em", "en",
@@ -69,7 +72,10 @@ class AudioCodecConfig:
     gl_iters: int = 32  # Griffin-Lim iterations when decoding
     seed: int = 0
     acoustic_codebook_size: int = 0  # speech: entries of the codebooks of layers 2..n_q (0: codebook_size)
-    units: str = "vq"  # speech layer 1: "vq" (a codebook over the content latent) or "phones" (the phone class)
+    units: str = "vq"  # speech layer 1: "vq" (a codebook over the content latent) or "phones" (the phone class);
+    # music: "vq" (plain RVQ) or "tonal" (instrument x pitch class, tonal.py)
+    instruments: tuple[str, ...] = ()  # music "tonal": the instrument classes of layer 1, in code order
+    log_floor: float = LOG_FLOOR  # magnitudes below this are silence (the shipped codecs: 1e-5)
 
     @property
     def bins(self) -> int:
@@ -132,6 +138,14 @@ class SpectralRVQ(nn.Module):
                                               nn.Conv1d(c.width, c.content_classes, 1))
             self.layer1 = nn.Embedding(c.codebook_size, c.code_dim)  # acoustic vector of each layer-1 code
             nn.init.normal_(self.layer1.weight, std=0.1)
+        self.tonal = None
+        if c.units == "tonal":
+            if c.content_classes or not c.instruments:
+                raise BundleError("audio codec: units 'tonal' is for music and needs its instruments")
+            n_rvq = c.n_q - 1
+            self.tonal = TonalUnits(len(c.instruments), c.code_dim, c.width, c.sample_rate, c.hop)
+            if self.tonal.size > c.codebook_size:
+                raise BundleError(f"audio codec: {self.tonal.size} tonal codes do not fit {c.codebook_size}")
         acoustic = c.acoustic_codebook_size if c.content_classes and c.acoustic_codebook_size else c.codebook_size
         self.rvq = ResidualVQ(n_rvq, acoustic, c.code_dim, decay=c.decay)
 
@@ -144,7 +158,7 @@ class SpectralRVQ(nn.Module):
         c = self.c
         window = torch.hann_window(c.n_fft, device=wav.device)
         spec = torch.stft(wav, c.n_fft, self.stft_hop, window=window, return_complex=True)  # centred: +1 frame
-        return spec[..., : wav.shape[-1] // self.stft_hop].abs().clamp_min(LOG_FLOOR).log()
+        return spec[..., : wav.shape[-1] // self.stft_hop].abs().clamp_min(c.log_floor).log()
 
     def features(self, wav: torch.Tensor) -> torch.Tensor:
         """(B, L) -> normalised log-magnitudes grouped by code frame (B, subframes * bins, T)."""
@@ -163,6 +177,10 @@ class SpectralRVQ(nn.Module):
         z = self._latent(self.encoder, feats)
         B, T, D = z.shape
         flat = z.reshape(B * T, D).float()
+        if self.tonal is not None:
+            first = self.tonal.codes(self.tonal.clip_choice(self.tonal.logits(z)), self.tonal.slots(wav))
+            rest = self.rvq.encode(flat - self.tonal.vectors(first).reshape(B * T, D))
+            return torch.cat([first.reshape(1, B * T), rest]).view(-1, B, T).transpose(0, 1)
         if self.content is None:
             return self.rvq.encode(flat).view(-1, B, T).transpose(0, 1)
         first = self.layer_one(feats).reshape(B * T)
@@ -194,9 +212,12 @@ class SpectralRVQ(nn.Module):
     def vectors(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, n_q', T), n_q' <= n_q layers -> summed vectors (B, T, code_dim)."""
         layers = codes.transpose(0, 1)
-        if self.content is None:
+        if self.tonal is not None:
+            out = self.tonal.vectors(layers[0])
+        elif self.content is None:
             return self.rvq.decode(layers)
-        out = self.layer1(self.valid_phones(layers[0]))
+        else:
+            out = self.layer1(self.valid_phones(layers[0]))
         return out + self.rvq.decode(layers[1:]) if len(layers) > 1 else out
 
     def predict(self, vectors: torch.Tensor) -> torch.Tensor:
@@ -219,16 +240,24 @@ class SpectralRVQ(nn.Module):
 
     def forward(self, wav: torch.Tensor, generator: torch.Generator | None = None, quantize: bool = True):
         """Training pass: (B, L) -> dict(pred, target (B, subframes * bins, T) normalised, codes
-        (B, n_q, T), commit, content_logits (B, classes, T) or None). `quantize=False` (the first
-        steps) passes the latents through unquantized; codes are then all 0."""
+        (B, n_q, T), commit, content_logits (B, classes, T): the phones, the instruments of "tonal",
+        or None). `quantize=False` (the first steps) passes the latents through unquantized; codes are
+        then all 0."""
         feats = self.features(wav)
         z = self._latent(self.encoder, feats)
         B, T, D = z.shape
         flat = z.reshape(B * T, D)
         codes = torch.zeros(B * T, dtype=torch.long)[None].expand(self.c.n_q, -1)
+        base: torch.Tensor | float = 0.0
         commit = z.new_zeros(())
         logits = None
-        if self.content is not None:
+        if self.tonal is not None:  # layer 1: the head's clip choice of instrument and the frames' slots
+            logits = self.tonal.logits(z)
+            first = self.tonal.codes(self.tonal.clip_choice(logits.detach()), self.tonal.slots(wav)).reshape(B * T)
+            base = self.tonal.vectors(first)
+            commit = commit + F.mse_loss(base, flat.detach())  # each vector learns the mean latent of its frames
+            flat = flat - base.detach()
+        elif self.content is not None:
             content = self._latent(self.content, feats).reshape(B * T, D)
             if self.content_vq is None:  # phone units: the head reads the latent; layer 1 is its choice
                 logits = self.content_head(content.view(B, T, D).transpose(1, 2))
@@ -243,12 +272,10 @@ class SpectralRVQ(nn.Module):
             base = self.layer1(first)
             commit = commit + commit1 + F.mse_loss(base, flat.detach())
             flat = flat - base.detach()
-        else:
-            base = 0.0
         if quantize:
             q, rest, _, c2 = self.rvq(flat, generator)
             commit = commit + c2
-            codes = torch.cat([first[None], rest]) if self.content is not None else rest
+            codes = torch.cat([first[None], rest]) if self.content is not None or self.tonal is not None else rest
         else:
             q = flat
         pred = self.predict((base + q).view(B, T, D))
@@ -271,6 +298,20 @@ def spectral_loss(pred: torch.Tensor, target: torch.Tensor, frames: torch.Tensor
         return loss.mean()
     keep = (torch.arange(pred.shape[-1])[None] < frames[:, None])[:, None].float()  # (B, 1, T)
     return (loss * keep).sum() / (keep.sum() * pred.shape[1]).clamp_min(1)
+
+
+def mel_power_loss(net: SpectralRVQ, pred: torch.Tensor, target: torch.Tensor,
+                   frames: torch.Tensor | None = None, bands: int = 64, eps: float = 1e-2) -> torch.Tensor:
+    """L1 of log mel-band power between predicted and true normalised log-magnitudes (B, dims, T).
+    A log-magnitude regression predicts the mean of the log, below the log of the mean power where the
+    spectrum is rough (harmonics, noise): band energies come out low; this loss holds them."""
+    fb = mel_filterbank(net.c.sample_rate, net.c.n_fft, bands).to(pred.device)  # (bands, bins)
+    err = ((fb @ net.to_magnitude(pred).square() + eps).log()
+           - (fb @ net.to_magnitude(target).square() + eps).log()).abs()  # (B, bands, subframes * T)
+    if frames is None:
+        return err.mean()
+    keep = (torch.arange(err.shape[-1])[None] < frames[:, None] * net.c.subframes)[:, None].float()
+    return (err * keep).sum() / (keep.sum() * bands).clamp_min(1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,6 +394,10 @@ class _AudioCodecBase(nn.Module):
     def _config(self) -> dict:
         d = asdict(self.cfg)
         d.pop("content_classes")
+        d["instruments"] = list(d["instruments"])
+        for key, default in (("instruments", []), ("log_floor", LOG_FLOOR)):
+            if d[key] == default:  # options at their defaults are left out: shipped configs read as they did
+                d.pop(key)
         return d
 
     @torch.no_grad()
@@ -462,10 +507,12 @@ class SmallMusicCodec(_AudioCodecBase):
 
     def __init__(self, sample_rate: int = 32000, hop: int = 640, n_fft: int = 1024, subframes: int = 2,
                  width: int = 256, depth: int = 4, code_dim: int = 64, num_codebooks: int = 4,
-                 codebook_size: int = 2048, decay: float = 0.99, gl_iters: int = 32, seed: int = 0):
+                 codebook_size: int = 2048, decay: float = 0.99, gl_iters: int = 32, seed: int = 0,
+                 units: str = "vq", instruments: list[str] | tuple[str, ...] = (), log_floor: float = LOG_FLOOR):
         super().__init__()
         cfg = AudioCodecConfig(sample_rate, hop, n_fft, subframes, width, depth, code_dim, num_codebooks,
-                               codebook_size, 0, decay, gl_iters, seed)
+                               codebook_size, 0, decay, gl_iters, seed, units=units,
+                               instruments=tuple(instruments), log_floor=log_floor)
         self.modality = "music"
         self.num_codebooks = num_codebooks
         with torch.random.fork_rng(devices=[]):
@@ -477,8 +524,17 @@ class SmallMusicCodec(_AudioCodecBase):
         d = self._config()
         d["num_codebooks"] = d.pop("n_q")
         d.pop("acoustic_codebook_size")
-        d.pop("units")
+        if d["units"] == "vq":  # the shipped (plain RVQ) codec's config reads as it always did
+            d.pop("units")
         return d
+
+    @torch.no_grad()
+    def instrument(self, media: Any) -> str | None:
+        """The instrument layer 1 names ("tonal" units; None for a plain RVQ): what an LLM reads."""
+        if self.net.tonal is None:
+            return None
+        first = self.net.tonal.valid(self.encode(media)[0])
+        return self.cfg.instruments[int(first.mode().values) // SLOTS]
 
     @torch.no_grad()
     def encode(self, media: Any) -> torch.Tensor:

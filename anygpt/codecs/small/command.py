@@ -6,6 +6,7 @@
     anygpt codecs train soundstorm --codec OUT_SPEECH/export --world DIR --out DIR [same flags]
     anygpt codecs train voice --codec OUT_SPEECH/export --world DIR --out DIR [same flags]
     anygpt codecs eval image|speech|music --codec DIR --world DIR [--split validation] [--n 32] [--out DIR]
+    anygpt codecs probe music --codec DIR --world DIR      (attributes read from bags of layer-1 codes)
 
 A full run: train speech, then soundstorm from its export (or, for phone units, `--set units=phones`,
 the voice renderer); OUT/export of that second run is the complete small-speech codec.
@@ -52,10 +53,12 @@ def register(subparsers) -> None:
     t.add_argument("--max-items", type=int)
     t.add_argument("--crop-seconds", type=float)
     t.add_argument("--content-weight", type=float, help="speech: weight of layer 1's phone loss")
+    t.add_argument("--mel-weight", type=float, help="speech, music: weight of the log mel-band power loss")
     t.add_argument("--max-frames", type=int)
     t.add_argument("--vq-warmup", type=int, help="speech, music: steps without quantization at the start")
     t.add_argument("--export-dtype", choices=["float16", "float32", "bfloat16"])
-    t.add_argument("--init-from", help="speech: a trained export whose layer 1 is kept (frozen); the rest retrains")
+    t.add_argument("--init-from", help="speech: a trained export whose layer 1 is kept (frozen), the rest retrains; "
+                                       "music: one whose codes are kept, its decoder trains")
     t.add_argument("--stop-after", type=int, help="leave after N steps (the run resumes later)")
     t.add_argument("--no-resume", action="store_true", help="start over even if OUT has a checkpoint")
     t.add_argument("--threads", type=int, default=1,
@@ -64,9 +67,11 @@ def register(subparsers) -> None:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="codec constructor argument")
     t.set_defaults(func=_train)
     s = sub.add_parser("ship", help="copy trained exports into a bundle directory's codecs/ (codecs.json)")
-    s.add_argument("--image", required=True, help="small-image export directory")
-    s.add_argument("--speech", required=True, help="small-speech export directory (of the soundstorm run)")
-    s.add_argument("--music", required=True, help="small-music export directory")
+    s.add_argument("--image", help="small-image export directory")
+    s.add_argument("--speech", help="small-speech export directory (of the soundstorm run)")
+    s.add_argument("--music", help="small-music export directory")
+    s.add_argument("--base", help="a bundle directory whose shipped codecs fill the kinds not given "
+                                  "(required unless all three are given)")
     s.add_argument("--out", required=True, help="bundle directory (its codecs/ is replaced)")
     s.set_defaults(func=_ship)
     e = sub.add_parser("eval", help="measure a trained small codec on world items")
@@ -78,6 +83,12 @@ def register(subparsers) -> None:
     e.add_argument("--out", help="write eval_<kind>.json and sample reconstructions here")
     e.add_argument("--threads", type=int, default=1)
     e.set_defaults(func=_eval)
+    r = sub.add_parser("probe", help="how well a linear probe reads music attributes from bags of layer-1 codes")
+    r.add_argument("kind", choices=["music"])
+    r.add_argument("--codec", required=True, help="an export directory (codec.json + weights.safetensors)")
+    r.add_argument("--world", required=True, help="fit on its train clips, score on its validation and test clips")
+    r.add_argument("--threads", type=int, default=1)
+    r.set_defaults(func=_probe)
 
 
 def _train(args) -> int:
@@ -88,7 +99,7 @@ def _train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {k: getattr(args, k) for k in ("steps", "batch", "lr", "warmup", "save_every", "seed", "split",
-                                               "max_items", "crop_seconds", "content_weight",
+                                               "max_items", "crop_seconds", "content_weight", "mel_weight",
                                                "max_frames", "vq_warmup", "export_dtype", "init_from")}
     if args.kind in ("soundstorm", "voice"):
         if not args.codec:
@@ -119,10 +130,26 @@ def _eval(args) -> int:
     return 0
 
 
+def _probe(args) -> int:
+    import torch
+
+    from anygpt.codecs.small.probe import layer1_probe
+    from anygpt.codecs.small.train_common import load_codec_dir
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(json.dumps(vars(args) | {"func": None}, indent=2, default=str), flush=True)
+    print(json.dumps(layer1_probe(load_codec_dir(args.codec), args.world), indent=2))
+    return 0
+
+
 def _ship(args) -> int:
     from anygpt.codecs.small.train_common import ship_codecs
 
-    out = ship_codecs({"image": args.image, "speech": args.speech, "music": args.music}, args.out)
+    exports = {k: getattr(args, k) for k in ("image", "speech", "music") if getattr(args, k)}
+    if len(exports) < 3 and not args.base:
+        raise SystemExit("anygpt codecs ship: give --image, --speech and --music, or --base BUNDLE for the rest")
+    out = ship_codecs(exports, args.out, base=args.base)
     print(f"wrote {out}")
     return 0
 

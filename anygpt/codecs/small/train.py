@@ -2,7 +2,8 @@
 
     train_image(world, TrainConfig)       world images -> small-image
     train_speech(world, TrainConfig)      world speech (+ flite's phone alignments for layer 1) -> small-speech
-    train_music(world, TrainConfig)       world music, random crops -> small-music
+    train_music(world, TrainConfig)       world music, random crops -> small-music (units "tonal": + the
+                                          world's instrument of each clip for layer 1's head)
     train_soundstorm(world, TrainConfig)  a trained small-speech (cfg.codec) -> its SoundStorm trained
     train_voice(world, TrainConfig)       a trained phone-unit small-speech (cfg.codec) -> its voice renderer
     evaluate(kind, codec_dir, world)      reconstruction, code usage, layer-1 phone accuracy, SoundStorm accuracy
@@ -36,6 +37,7 @@ from anygpt.codecs.small.audio import (
     SmallMusicCodec,
     SmallSpeechCodec,
     mel_distance,
+    mel_power_loss,
     spectral_loss,
 )
 from anygpt.codecs.small.image import (
@@ -69,11 +71,13 @@ class TrainConfig:
     max_items: int | None = None  # read at most this many world items (None: all)
     crop_seconds: float = 2.0  # speech, music: training crop (shorter clips are padded)
     content_weight: float = 1.0  # speech: phone cross-entropy of the layer-1 content head
+    mel_weight: float = 0.0  # speech, music: L1 of log mel-band power of the predicted magnitudes
     commit_weight: float = 0.25
     max_frames: int = 250  # soundstorm, voice: longest training sequence (5 s)
     vq_warmup: int = 0  # speech, music: steps that skip quantization before the codebooks are seeded
     export_dtype: str = "float16"
-    init_from: str = ""  # speech: a trained export whose layer 1 (content encoder, codebook, head) is kept frozen
+    init_from: str = ""  # speech: a trained export whose layer 1 (content encoder, codebook, head) is kept frozen;
+    # music: a trained export whose codes are kept (encoder, layer 1, codebooks frozen): the decoder trains
     codec: dict | str = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -116,7 +120,8 @@ def load_images(world: str | Path, split: str, max_items: int | None) -> torch.T
 
 
 def load_audio_items(world: str | Path, kind: str, split: str, max_items: int | None, sample_rate: int) -> list[dict]:
-    """World speech or music -> [{"wav": float32 (L,), "text", "speaker", "rate": speaking-rate word}]."""
+    """World speech or music -> [{"wav": float32 (L,), "text", "speaker", "rate": speaking-rate word,
+    "instrument": music's instrument name}]."""
     from anygpt.data.world.reader import iter_items
 
     out = []
@@ -129,7 +134,8 @@ def load_audio_items(world: str | Path, kind: str, split: str, max_items: int | 
         if isinstance(attributes, str):
             attributes = json.loads(attributes)
         out.append({"wav": item["waveform"].astype(np.float32), "text": item.get("text", ""),
-                    "speaker": item.get("speaker", ""), "rate": attributes.get("rate", "normal")})
+                    "speaker": item.get("speaker", ""), "rate": attributes.get("rate", "normal"),
+                    "instrument": attributes.get("instrument", "")})
         if max_items and len(out) >= max_items:
             break
     if not out:
@@ -164,9 +170,19 @@ def attach_phone_labels(items: list[dict], hop: int, frame_rate: float, cache: P
         item["phones"] = lab
 
 
-def crop_batch(items: list[dict], rng: np.random.Generator, batch: int, frames: int, hop: int):
+def attach_instrument_labels(items: list[dict], instruments: tuple[str, ...] | list[str], hop: int) -> None:
+    """Adds "labels" (frames,) to every music item: the index of its instrument in `instruments` at
+    every frame (-1 for an instrument not listed)."""
+    for item in items:
+        index = list(instruments).index(item["instrument"]) if item["instrument"] in instruments else -1
+        item["labels"] = torch.full((math.ceil(len(item["wav"]) / hop),), index, dtype=torch.long)
+
+
+def crop_batch(items: list[dict], rng: np.random.Generator, batch: int, frames: int, hop: int,
+               key: str = "phones"):
     """B random crops of `frames` code frames, starting on a frame (shorter clips zero-padded).
-    Returns wav (B, frames * hop), real frames (B,), phone labels (B, frames) (-1: padding or none)."""
+    Returns wav (B, frames * hop), real frames (B,), the items' frame labels `key` (B, frames)
+    (-1: padding or none)."""
     x = torch.zeros(batch, frames * hop)
     labels = torch.full((batch, frames), -1, dtype=torch.long)
     real = torch.zeros(batch, dtype=torch.long)
@@ -177,8 +193,8 @@ def crop_batch(items: list[dict], rng: np.random.Generator, batch: int, frames: 
         seg = w[start * hop : (start + frames) * hop]
         x[b, : len(seg)] = torch.from_numpy(seg)
         real[b] = n = math.ceil(len(seg) / hop)
-        if "phones" in items[i]:
-            labels[b, :n] = items[i]["phones"][start : start + n]
+        if key in items[i]:
+            labels[b, :n] = items[i][key][start : start + n]
     return x, real, labels
 
 
@@ -237,10 +253,8 @@ def _finished(cfg: TrainConfig) -> bool:
     return state.is_file() and int(torch.load(state, map_location="cpu", weights_only=True)["step"]) >= cfg.steps
 
 
-def _freeze_layer_one(net, export: str | Path) -> None:
-    """Load a trained speech export's weights wherever they fit and freeze what chooses layer 1 (content
-    encoder, its codebook, the phone head) and the feature statistics: layer-1 codes stay exactly the
-    export's, so token data made with it stays valid, while the acoustic layers are trained anew."""
+def _load_fitting(net, export: str | Path) -> None:
+    """Load a trained audio export's network weights wherever they fit (names and shapes)."""
     from safetensors.torch import load_file
 
     trained = load_file(str(Path(export) / tc.WEIGHTS))
@@ -248,38 +262,64 @@ def _freeze_layer_one(net, export: str | Path) -> None:
     fitting = {k[len("net."):]: v.float() for k, v in trained.items()
                if k.startswith("net.") and k[len("net."):] in own and own[k[len("net."):]].shape == v.shape}
     net.load_state_dict(fitting, strict=False)
+
+
+def _freeze_layer_one(net, export: str | Path) -> None:
+    """Load a trained speech export's weights wherever they fit and freeze what chooses layer 1 (content
+    encoder, its codebook, the phone head) and the feature statistics: layer-1 codes stay exactly the
+    export's, so token data made with it stays valid, while the acoustic layers are trained anew."""
+    _load_fitting(net, export)
     for module in (net.content, net.content_vq, net.content_head):
         if module is not None:
             module.requires_grad_(False)
 
 
+def _freeze_codes(net, export: str | Path) -> None:
+    """Load a trained music export and freeze all but the decoder: every code of every clip stays the
+    export's (token data made with it stay valid), while the decoder learns to sound them better."""
+    _load_fitting(net, export)
+    net.requires_grad_(False)
+    net.decoder.requires_grad_(True)
+
+
 def _audio_recipe(codec, cfg: TrainConfig, data: list[dict], stop_after, progress, resume, title: str) -> list[dict]:
-    """The speech and music recipe: random crops, spectral loss (+ the phone loss of layer 1 for speech)."""
+    """The speech and music recipe: random crops, spectral loss (+ the phone loss of layer 1 for speech,
+    the instrument loss of layer 1's head for tonal music)."""
     net = codec.net
     frames = max(1, round(cfg.crop_seconds * codec.frame_rate))
     frozen = bool(cfg.init_from)
-    if frozen:
+    decoder_only = frozen and net.content is None  # music: the codes are kept, the decoder trains
+    if decoder_only:
+        _freeze_codes(net, cfg.init_from)
+    elif frozen:
         _freeze_layer_one(net, cfg.init_from)
     else:
         net.set_statistics([torch.from_numpy(it["wav"]) for it in data[:256]])  # a checkpoint overrides these
     params, opt = _optimizer(net, cfg, (0.9, 0.99))
     spec = _spec(cfg, stop_after, progress, resume)
+    label_key, name = ("labels", "instrument") if net.tonal is not None else ("phones", "phone")
 
     def step(s: int, lr: float) -> dict[str, float]:
         if frozen and net.content_vq is not None:  # no EMA updates or restarts of the layer-1 codebook
             net.content_vq.eval()
-        x, real, labels = crop_batch(data, tc.step_rng(cfg.seed, s), cfg.batch, frames, codec.hop)
+        if decoder_only:  # nor of the other codebooks
+            net.rvq.eval()
+        x, real, labels = crop_batch(data, tc.step_rng(cfg.seed, s), cfg.batch, frames, codec.hop, label_key)
         out = net(x, tc.step_generator(cfg.seed, s), quantize=s >= cfg.vq_warmup)
         rec = spectral_loss(out["pred"], out["target"], real)
         loss = rec + cfg.commit_weight * out["commit"]
         metrics = {"spectral": rec.item(), "commit": out["commit"].item()}
+        if cfg.mel_weight:
+            mel = mel_power_loss(net, out["pred"], out["target"], real)
+            loss = loss + cfg.mel_weight * mel
+            metrics["mel"] = mel.item()
         if out["content_logits"] is not None and cfg.content_weight and bool((labels >= 0).any()):
             logits = out["content_logits"]  # (B, classes, T)
             content = F.cross_entropy(logits, labels, ignore_index=-1)
             loss = loss + cfg.content_weight * content
             keep = labels >= 0
-            metrics["phone_ce"] = content.item()
-            metrics["phone_acc"] = (logits.argmax(1)[keep] == labels[keep]).float().mean().item()
+            metrics[f"{name}_ce"] = content.item()
+            metrics[f"{name}_acc"] = (logits.argmax(1)[keep] == labels[keep]).float().mean().item()
         tc.clip_and_step(loss, params, opt, spec.clip_grad)
         used = out["codes"][:, 0].unique().numel() / codec.codebook_size
         return {"loss": loss.item(), **metrics, "layer1_used": used}
@@ -301,9 +341,19 @@ def train_speech(world: str | Path, cfg: TrainConfig, *, stop_after: int | None 
 
 def train_music(world: str | Path, cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = True,
                 resume: bool = True, items: list[dict] | None = None) -> list[dict]:
-    codec = SmallMusicCodec(**dict(cfg.codec))
+    options = dict(cfg.codec)
+    if cfg.init_from:  # the export's codec, its constructor arguments overridden by --set
+        manifest = json.loads((Path(cfg.init_from) / tc.CODEC_JSON).read_text(encoding="utf-8"))
+        options = {**manifest["config"], **options}
+    if options.get("units") == "tonal" and not options.get("instruments"):  # the world's instruments, in its order
+        from anygpt.data.world.music import music_table
+
+        options["instruments"] = [i["name"] for i in music_table()["instruments"]]
+    codec = SmallMusicCodec(**options)
     if items is None:
         items = load_audio_items(world, "music", cfg.split, cfg.max_items, codec.sample_rate)
+    if codec.net.tonal is not None and not all("labels" in item for item in items):
+        attach_instrument_labels(items, codec.cfg.instruments, codec.hop)
     return _audio_recipe(codec, cfg, items, stop_after, progress, resume, "small-music")
 
 

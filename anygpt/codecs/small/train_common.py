@@ -246,15 +246,23 @@ def load_codec_dir(path: str | Path):
     return codec.eval()
 
 
-def ship_codecs(exports: dict[str, str | Path], bundle_dir: str | Path) -> Path:
+def ship_codecs(exports: dict[str, str | Path], bundle_dir: str | Path, base: str | Path | None = None) -> Path:
     """Copy trained exports {modality: export dir} into BUNDLE/codecs/<modality>.safetensors and write
     BUNDLE/codecs/codecs.json ({modality: {name, config, weights}}, the codecs section of a manifest).
+    `base`: a bundle directory whose shipped codecs (its codecs/codecs.json) fill the modalities not in
+    `exports` (a codecs-only bundle to evaluate one new codec beside the others).
     Returns the codecs directory. Each export is loaded first, so a broken one is refused."""
     import shutil
 
     codecs_dir = Path(bundle_dir) / "codecs"
     codecs_dir.mkdir(parents=True, exist_ok=True)
     entries = {}
+    if base is not None:
+        shipped = json.loads((Path(base) / "codecs" / "codecs.json").read_text(encoding="utf-8"))
+        for modality, entry in shipped.items():
+            if modality not in exports:
+                shutil.copyfile(Path(base) / entry["weights"], Path(bundle_dir) / entry["weights"])
+                entries[modality] = entry
     for modality, export in exports.items():
         export = Path(export)
         manifest = json.loads((export / CODEC_JSON).read_text(encoding="utf-8"))
