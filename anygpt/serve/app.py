@@ -45,7 +45,7 @@ def create_app(bundle: Bundle, decoding: DecodingConfig | None = None, config: S
         server.scheduler.start()
         yield
         server.scheduler.stop()
-        server.media_pool.shutdown(wait=False, cancel_futures=True)
+        server.media_pool.shutdown()
 
     app = FastAPI(title="anygpt", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = server

@@ -27,7 +27,7 @@ from anygpt.serve.server import Server
 
 
 def register(app: FastAPI, server: Server) -> None:
-    bundle, config = server.bundle, server.config
+    bundle = server.bundle
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
@@ -51,10 +51,7 @@ def register(app: FastAPI, server: Server) -> None:
         if stream and want == "speech" and fmt != "pcm16":
             raise bad_request("a streamed speech reply comes as pcm16 (24 kHz): set audio.format to pcm16",
                               param="audio.format")
-        voice = await server.media(server.voice, audio.get("voice")) if want in (None, "speech") else None
-        talk = await server.media(conv.parse_messages, bundle, body.get("messages"),
-                                       limits=config.limits, store=server.store)
-        prompt = await server.media(conv.prompt_ids, bundle, talk, want)
+        voice, prompt = await server.media(_prepare, server, body.get("messages"), want, audio.get("voice"), urgent=True)
         decoding = server.request_decoding(body, want, prompt)
         seed = decoding.seed or 0
         reply_id = "reply_" + secrets.token_hex(12)
@@ -122,6 +119,13 @@ async def _chat_stream(server: Server, prompt, decoding, want, voice, seed, repl
     finally:
         if not run.done():
             run.cancel()
+
+
+def _prepare(server: Server, messages, want: str | None, voice) -> tuple:
+    """The reply's voice and the prompt's ids, in one turn of the media thread."""
+    voice = server.voice(voice) if want in (None, "speech") else None
+    talk = conv.parse_messages(server.bundle, messages, limits=server.config.limits, store=server.store)
+    return voice, conv.prompt_ids(server.bundle, talk, want)
 
 
 def _deltas(server: Server, stream: replies.ReplyStream, ids: list[int], finished: bool, reply_id: str) -> list:

@@ -4,9 +4,12 @@ threads, with what every route needs (request decoding, one reply on the schedul
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -36,6 +39,39 @@ class ServeConfig:
     limits: conv.Limits = field(default_factory=conv.Limits)
 
 
+class MediaThreads:
+    """A fixed number of threads taking work in order, urgent work first."""
+
+    def __init__(self, threads: int):
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._threads = [threading.Thread(target=self._work, name=f"anygpt-media-{i}", daemon=True)
+                         for i in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn, urgent: bool = False) -> Future:
+        future: Future = Future()
+        self._queue.put((0 if urgent else 1, next(self._order), fn, future))
+        return future
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._queue.put((2, next(self._order), None, None))
+
+    def _work(self) -> None:
+        while True:
+            _, _, fn, future = self._queue.get()
+            if fn is None:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as e:  # noqa: BLE001 - handed to the awaiting request
+                future.set_exception(e)
+
+
 class Server:
     """The state behind the routes: bundle, scheduler, stored replies and voices."""
 
@@ -47,12 +83,14 @@ class Server:
                                    max_batch=config.max_batch, max_jobs=config.max_jobs)
         self.context = context_length(bundle.model)
         self.created = int(time.time())
-        self.media_pool = ThreadPoolExecutor(config.media_threads, thread_name_prefix="anygpt-media")
+        self.media_pool = MediaThreads(config.media_threads)
 
-    async def media(self, fn, *args, **kwargs):
+    async def media(self, fn, *args, urgent: bool = False, **kwargs):
         """Run codec work (encoding inputs, decoding replies) on the media threads: never on the
-        event loop, and never more of it at once than there are media threads."""
-        return await asyncio.get_running_loop().run_in_executor(self.media_pool, partial(fn, *args, **kwargs))
+        event loop, and never more of it at once than there are media threads. `urgent` work (a
+        request's inputs, a reply's first audio) goes before the rest."""
+        future = self.media_pool.submit(partial(fn, *args, **kwargs), urgent)
+        return await asyncio.wrap_future(future)
 
     # --- requests -> decoding ----------------------------------------------------------------------
     def request_decoding(self, body: dict, want: str | None, prompt: list[int]) -> DecodingConfig:
