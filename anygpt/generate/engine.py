@@ -203,6 +203,18 @@ def left_padded(rows: list[Row], pad_id: int) -> tuple[torch.Tensor, torch.Tenso
     return input_ids, mask
 
 
+def generate_inputs(rows: list[Row], decoding: DecodingConfig, pad_id: int, constraint: SpanConstraint | None):
+    """What one `model.generate` call over the rows takes: left-padded ids and mask, the phase's token
+    budget (the row with the most left), and the processors (the constraint, its budgets set)."""
+    input_ids, mask = left_padded(rows, pad_id)
+    width = input_ids.shape[1]
+    budget = max(decoding.max_new_tokens - r.generated for r in rows)
+    processors = [constraint] if constraint is not None else []
+    if constraint is not None:
+        constraint.set_budget(torch.tensor([width + decoding.max_new_tokens - r.generated for r in rows]))
+    return input_ids, mask, budget, processors
+
+
 def beam_settings(decoding: DecodingConfig) -> dict:
     """HF generate's settings for a beam phase: beam search (or beam sampling) with the text settings."""
     text = decoding.text
@@ -220,13 +232,8 @@ def run_beam_phase(model, rows: list[Row], decoding: DecodingConfig, eos: list[i
     from transformers import GenerationConfig, LogitsProcessorList
 
     device = model.device
-    input_ids, mask = left_padded(rows, pad_id)
+    input_ids, mask, budget, processors = generate_inputs(rows, decoding, pad_id, constraint)
     width = input_ids.shape[1]
-    budget = max(decoding.max_new_tokens - r.generated for r in rows)
-
-    processors = [constraint] if constraint is not None else []
-    if constraint is not None:
-        constraint.set_budget(torch.tensor([width + decoding.max_new_tokens - r.generated for r in rows]))
     config = GenerationConfig(max_new_tokens=budget, eos_token_id=eos, pad_token_id=pad_id,
                               use_cache=True, **beam_settings(decoding))
     past = _beam_cache(model, rows, width, decoding.text.num_beams)

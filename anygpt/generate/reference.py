@@ -22,7 +22,7 @@ from anygpt.generate.engine import (
     Row,
     beam_settings,
     extend_row,
-    left_padded,
+    generate_inputs,
     phase_cohorts,
     span_constraint,
 )
@@ -48,13 +48,8 @@ def _run_phase(model, layout, rows: list[Row], decoding: DecodingConfig, beams: 
     from transformers import GenerationConfig, LogitsProcessorList
 
     device = model.device
-    input_ids, mask = left_padded(rows, pad_id)
+    input_ids, mask, budget, processors = generate_inputs(rows, decoding, pad_id, constraint)
     width = input_ids.shape[1]
-    budget = max(decoding.max_new_tokens - r.generated for r in rows)
-
-    processors = [constraint] if constraint is not None else []
-    if constraint is not None:
-        constraint.set_budget(torch.tensor([width + decoding.max_new_tokens - r.generated for r in rows]))
     if beams:  # HF's own beam search (or beam sampling) with the text settings
         settings = beam_settings(decoding)
     else:

@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from anygpt.chat import decode_segment
 from anygpt.generate.segments import parse_reply
-from anygpt.media import AUDIO_FORMATS, audio_bytes
+from anygpt.media import AUDIO_FORMATS
 from anygpt.serve import conversation as conv
 from anygpt.serve import replies
 from anygpt.serve.errors import APIError, bad_request
@@ -141,10 +141,7 @@ def _delta(server: Server, event, reply_id: str) -> dict | None:
     if isinstance(event, replies.TextDelta):
         return {"content": event.text}
     if isinstance(event, replies.AudioChunk):
-        rate = bundle.codec("speech").sample_rate
-        pcm = replies.resample(event.samples, rate, replies.STREAM_RATE)
-        return {"audio": {"id": reply_id, "data": replies.b64(audio_bytes(pcm, replies.STREAM_RATE, "pcm16")),
-                          "expires_at": int(time.time()) + replies.EXPIRES_S, "transcript": ""}}
+        return {"audio": replies.audio_part(bundle, event.samples, reply_id, "pcm16", "")}
     segment = event.segment  # SpanDone
     decoded = None if segment.modality == "speech" else decode_segment(bundle, segment, seed=0)
     if decoded is None:

@@ -142,15 +142,10 @@ def _assistant_turn(m: dict, where: str, limits: Limits, store: ReplyStore) -> T
 
 
 def _text_only(content, where: str, limits: Limits) -> str:
-    if isinstance(content, str):
-        text = content
-    elif isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
-        text = "".join(_text(p, where, limits) for p in content)
-    else:
+    parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    if not isinstance(parts, list) or not all(isinstance(p, dict) and p.get("type") == "text" for p in parts):
         raise bad_request(f"{where}: content must be text", param=where)
-    if len(text) > limits.max_text_chars:
-        raise APIError(413, f"{where}: text longer than {limits.max_text_chars} characters", param=where)
-    return text
+    return _text({"text": "".join(_text(p, where, limits) for p in parts)}, where, limits)
 
 
 def _text(part: dict, where: str, limits: Limits) -> str:
@@ -208,21 +203,26 @@ def decode_base64(data, where: str, limits: Limits) -> bytes:
         raise bad_request(f"{where}: not valid base64", param=where) from None
 
 
+def data_url_bytes(url, where: str, limits: Limits) -> bytes:
+    """The bytes of a base64 data: URL; any other URL is refused (this server fetches nothing)."""
+    match = DATA_URL.match(url) if isinstance(url, str) else None
+    if match is None:
+        raise bad_request(f"{where}: only base64 data: URLs are accepted (data:image/png;base64,...); "
+                          "this server fetches nothing", param=where)
+    return decode_base64(match.group(3), where, limits)
+
+
 def image_input(bundle: Bundle, spec, where: str, limits: Limits) -> Media:
     url = spec.get("url") if isinstance(spec, dict) else spec
     if not isinstance(url, str):
         raise bad_request(f"{where}: image_url needs a url", param=where)
-    match = DATA_URL.match(url)
-    if match is None:
-        raise bad_request(f"{where}: only data: URLs are accepted (data:image/png;base64,...); "
-                          "this server fetches nothing", param=where)
-    data = decode_base64(match.group(3), where, limits)
-    return encode_image_bytes(bundle, data, where, limits)
+    return encode_image_bytes(bundle, data_url_bytes(url, where, limits), where, limits)
 
 
 def encode_image_bytes(bundle: Bundle, data: bytes, where: str, limits: Limits) -> Media:
     from PIL import Image
 
+    _need_codec(bundle, "image", where)
     try:
         with Image.open(io.BytesIO(data)) as probe:  # the header only: refuse huge pictures unread
             pixels = probe.width * probe.height
@@ -250,8 +250,7 @@ def encode_audio_bytes(bundle: Bundle, data: bytes, modality: str, where: str, l
 
     if len(data) > limits.max_media_bytes:
         raise APIError(413, f"{where}: larger than {limits.max_media_bytes // 2**20} MB", param=where)
-    if modality not in bundle.codecs:
-        raise bad_request(f"{where}: this model has no {modality} codec", param=where)
+    _need_codec(bundle, modality, where)
     try:
         seconds = soundfile.info(io.BytesIO(data)).duration
     except Exception:  # noqa: BLE001 - the full read below says what is wrong
@@ -264,9 +263,12 @@ def encode_audio_bytes(bundle: Bundle, data: bytes, modality: str, where: str, l
     return _encoded(bundle, modality, wav, where)
 
 
-def _encoded(bundle: Bundle, modality: str, source, where: str) -> Media:
+def _need_codec(bundle: Bundle, modality: str, where: str) -> None:
     if modality not in bundle.codecs:
         raise bad_request(f"{where}: this model has no {modality} codec", param=where)
+
+
+def _encoded(bundle: Bundle, modality: str, source, where: str) -> Media:
     try:
         return encode_media(bundle, modality, source)
     except AnyGPTError as e:

@@ -67,16 +67,27 @@ def render(bundle: Bundle, segments: list[Segment], *, voice: np.ndarray | None,
 def message_fields(bundle: Bundle, rendered: Rendered, *, reply_id: str, audio_format: str) -> dict:
     message: dict = {"role": "assistant", "content": rendered.text or None, "reply_id": reply_id}
     if rendered.speech is not None:
-        rate = bundle.codec("speech").sample_rate
-        wav, rate = (resample(rendered.speech, rate, STREAM_RATE), STREAM_RATE) if audio_format == "pcm16" \
-            else (rendered.speech, rate)
-        message["audio"] = {"id": reply_id, "data": b64(media.audio_bytes(wav, rate, audio_format)),
-                            "expires_at": int(time.time()) + EXPIRES_S, "transcript": rendered.text}
+        message["audio"] = audio_part(bundle, rendered.speech, reply_id, audio_format, rendered.text)
     if rendered.images:
         message["images"] = [image_part(im) for im in rendered.images]
     if rendered.music is not None:
         message["music"] = music_part(bundle, rendered.music)
     return message
+
+
+def audio_part(bundle: Bundle, speech: np.ndarray, reply_id: str, fmt: str, transcript: str) -> dict:
+    """OpenAI's `audio` of a message (or of a stream delta, with a chunk of the reply)."""
+    return {"id": reply_id, "data": b64(speech_bytes(bundle, speech, fmt)),
+            "expires_at": int(time.time()) + EXPIRES_S, "transcript": transcript}
+
+
+def speech_bytes(bundle: Bundle, speech: np.ndarray, fmt: str) -> bytes:
+    """Speech at the speech codec's rate -> the bytes of `fmt`; pcm16 is raw samples at 24 kHz, as
+    OpenAI sends them."""
+    rate = bundle.codec("speech").sample_rate
+    if fmt == "pcm16":
+        speech, rate = resample(speech, rate, STREAM_RATE), STREAM_RATE
+    return media.audio_bytes(speech, rate, fmt)
 
 
 def image_part(image) -> dict:

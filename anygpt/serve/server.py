@@ -117,10 +117,7 @@ class Server:
         if isinstance(spec, dict):
             spec = spec.get("id")
         if isinstance(spec, str) and spec.startswith("data:"):
-            media_ = conv.DATA_URL.match(spec)
-            if media_ is None:
-                raise bad_request("audio.voice: not a base64 data: URL", param="audio.voice")
-            data = conv.decode_base64(media_.group(3), "audio.voice", self.config.limits)
+            data = conv.data_url_bytes(spec, "audio.voice", self.config.limits)
             return media.audio_from_bytes(data, self.voices.sample_rate, source="audio.voice",
                                           max_seconds=self.voices.seconds)
         if spec is not None and not isinstance(spec, str):

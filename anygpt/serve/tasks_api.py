@@ -35,8 +35,12 @@ def register(app: FastAPI, server: Server) -> None:
         decoding = server.request_decoding(body, want, prompt)
         job = await server.run(prompt, decoding, want)
         segments = parse_reply(server.forced(want) + job.ids, bundle.layout, bundle.tokenizer, stop_ids=bundle.stop_ids)
-        voice = await server.media(server.voice, body.get("voice")) if want == "speech" else None
-        return job, await server.media(replies.render, bundle, segments, voice=voice, seed=decoding.seed or 0)
+
+        def render():  # the voice and the decoding in one turn of the media thread
+            voice = server.voice(body.get("voice")) if want == "speech" else None
+            return replies.render(bundle, segments, voice=voice, seed=decoding.seed or 0)
+
+        return job, await server.media(render)
 
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(request: Request):
@@ -72,10 +76,7 @@ def register(app: FastAPI, server: Server) -> None:
         job, rendered = await task_reply("tts", text, "speech", body)
         if rendered.speech is None:
             raise APIError(500, "the model produced no speech that can be decoded", code="no_speech")
-        rate = bundle.codec("speech").sample_rate
-        wav, rate = (replies.resample(rendered.speech, rate, replies.STREAM_RATE), replies.STREAM_RATE) \
-            if fmt in ("pcm", "pcm16") else (rendered.speech, rate)
-        data = await server.media(media.audio_bytes, wav, rate, "pcm16" if fmt == "pcm" else fmt)
+        data = await server.media(replies.speech_bytes, bundle, rendered.speech, "pcm16" if fmt == "pcm" else fmt)
         return Response(data, media_type=SPEECH_FORMATS[fmt])
 
     @app.post("/v1/images/generations")
