@@ -551,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="make and prepare data: the offline world, token shards, mixtures")
     dsub = p.add_subparsers(dest="data_command", required=True)
-    for register in _plugin_registrars("anygpt.data.world.command", "anygpt.data.pipeline.command"):
+    for register in _plugin_registrars("anygpt.world.command", "anygpt.data.pipeline.command"):
         register(dsub)
     for register in _plugin_registrars("anygpt.train.command", "anygpt.codecs.small.command"):
         register(sub)

@@ -111,26 +111,25 @@ def world_inputs(seed: int = 0, n: int = 400) -> DemoInputs:
     """Held-out items of the evaluation world (seed 0, n=400: its test split, never trained on),
     generated on the spot: a picture and another's caption, two utterances by different speakers and
     a third sentence, a music clip and another clip's caption; with their expected answers."""
-    from anygpt.data.world import items, media, music, splits
-    from anygpt.data.world.config import WorldConfig
+    from anygpt import world
 
-    config = WorldConfig(seed=seed, n=n)
-    test = {kind: [i for i, s in enumerate(splits.assign(seed, kind, n)) if s == "test"]
+    config = world.WorldConfig(seed=seed, n=n)
+    test = {kind: [i for i, s in enumerate(world.assign_splits(seed, kind, n)) if s == "test"]
             for kind in ("images", "speech")}
-    images = [items.image_rows(config, i, "test")[0] for i in test["images"][:2]]
-    speech = [items.speech_rows(config, i, "test")[0] for i in test["speech"][:6]]
+    images = [world.image_rows(config, i, "test")[0] for i in test["images"][:2]]
+    speech = [world.speech_rows(config, i, "test")[0] for i in test["speech"][:6]]
     voice = next(r for r in speech[1:] if r["speaker"] != speech[0]["speaker"])
-    groups = [g for g, s in enumerate(splits.assign(seed, "music", -(-n // config.clips_per_render))) if s == "test"]
-    font = music.find_soundfont()
-    clips = items.music_rows(config, groups[0], "test", font)
-    other = items.music_rows(config, groups[1], "test", font)[0] if len(groups) > 1 else clips[-1]
-    wav = lambda row: media.decode_wav(row["audio"])[0]
+    groups = [g for g, s in enumerate(world.assign_splits(seed, "music", -(-n // config.clips_per_render))) if s == "test"]
+    font = world.find_soundfont()
+    clips = world.music_rows(config, groups[0], "test", font)
+    other = world.music_rows(config, groups[1], "test", font)[0] if len(groups) > 1 else clips[-1]
+    wav = lambda row: world.decode_wav(row["audio"])[0]
     truth = WorldTruth(
-        media.decode_png(images[1]["image"]), json.loads(images[1]["attributes"]), json.loads(images[0]["attributes"]),
+        world.decode_png(images[1]["image"]), json.loads(images[1]["attributes"]), json.loads(images[0]["attributes"]),
         images[0]["captions"], speech[0]["text"], json.loads(clips[0]["attributes"]), clips[0]["captions"],
         wav(other), json.loads(other["attributes"]))
     return DemoInputs(
-        media.decode_png(images[0]["image"]), images[1]["captions"][0], wav(speech[0]), wav(voice),
+        world.decode_png(images[0]["image"]), images[1]["captions"][0], wav(speech[0]), wav(voice),
         next(r["text"] for r in speech[2:] if r["text"] != speech[0]["text"]), wav(clips[0]),
         other["captions"][0],
         speech[0]["sample_rate"], clips[0]["sample_rate"], truth)
@@ -170,8 +169,7 @@ def verdict(metric: str, value: float, world: float | None = None) -> tuple[str,
 def scene_phrase(scene: dict) -> str:
     """'a medium purple star in the top right corner and a blue cross at the bottom, on a plain white
     background': a scene's attributes (the world's or the image judge's) in a few words."""
-    from anygpt.data.world.scenes import background_phrase, object_phrase, where_phrase
-    from anygpt.data.world.words import article, join_list
+    from anygpt.world import article, background_phrase, join_list, object_phrase, where_phrase
 
     things = [f"{article(object_phrase(o))} {where_phrase(o['position'])}" for o in scene["objects"]]
     background = article(background_phrase(scene["background"]))

@@ -2,7 +2,7 @@
 
     python scripts/make_offworld.py [--out tests/fixtures/offworld] [--seed 0]
 
-Every item the models train and are judged on comes from the world (anygpt/data/world/). This set
+Every item the models train and are judged on comes from the world (anygpt/world/). This set
 speaks the world's vocabulary (scenes.json names and RGB values, words the world's sentences use), so
 the same judges score it, but each item is made by another program:
 
@@ -16,7 +16,7 @@ the same judges score it, but each item is made by another program:
                     ("big" for large, "in the middle" for centre, ...), each stating every attribute
     manifest.json   every item: kind, file, truth (attributes or transcript), how it was made, sha256
 
-It reads only the world's tables (anygpt.data.world.tables), never its generators. Deterministic: a
+It reads only the world's tables (anygpt.world.table), never its generators. Deterministic: a
 seeded random.Random draws the jitter and the tools write byte-identical files for the same versions
 (tests/test_offworld.py regenerates the set and compares hashes). About 5 s on one core.
 """
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from anygpt.data.world import tables
+from anygpt.world import table
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "tests" / "fixtures" / "offworld"
@@ -177,7 +177,7 @@ NUMBER_WORDS = {2: "two", 3: "three"}
 
 def scene_dict(bg_colour: str, bg_pattern: str, objects: list[tuple]) -> dict:
     """The world's scene format: group when every object is the same colour and shape."""
-    t = tables.load("scenes")
+    t = table("scenes")
     held_out = {tuple(p) for p in t["held_out_colour_shape"]}
     objs = [dict(zip(("shape", "colour", "size", "position", "pattern"), o, strict=True)) for o in objects]
     pairs = {(o["colour"], o["shape"]) for o in objs}
@@ -188,7 +188,7 @@ def scene_dict(bg_colour: str, bg_pattern: str, objects: list[tuple]) -> dict:
 
 def check_scene(scene: dict) -> None:
     """The world's rules: its names, reading order, visible colours, no overlaps, small means solid."""
-    t = tables.load("scenes")
+    t = table("scenes")
     bg = scene["background"]
     assert bg["colour"] in t["backgrounds"] and bg["pattern"] in t["background_patterns"], bg
     cells = [t["positions"][o["position"]][:2] for o in scene["objects"]]
@@ -219,7 +219,7 @@ def with_article(words: str) -> str:
 
 
 def background_words(colour: str, pattern: str) -> str:
-    bright = is_bright(tables.load("scenes")["backgrounds"][colour])
+    bright = is_bright(table("scenes")["backgrounds"][colour])
     return {"plain": f"a plain {colour} backdrop", "striped": f"a {colour} backdrop with horizontal stripes",
             "dotted": f"a {colour} backdrop with dots", "checkered": f"a {colour} checkerboard backdrop",
             "gradient": f"a {colour} backdrop that turns {'darker' if bright else 'lighter'} towards the bottom"}[pattern]
@@ -229,7 +229,7 @@ def caption(scene: dict, index: int) -> str:
     objects, bg = scene["objects"], background_words(**scene["background"])
     if scene["group"]:
         o = objects[0]
-        plural = tables.load("scenes")["shapes"][o["shape"]]["plural"]
+        plural = table("scenes")["shapes"][o["shape"]]["plural"]
         wheres = " and ".join(WHERE_WORDS[p["position"]] for p in objects)
         text = f"{NUMBER_WORDS[len(objects)]} {SIZE_WORDS[o['size']]} {o['colour']} {plural}, {wheres}, on {bg}"
     elif len(objects) == 2:
@@ -322,7 +322,7 @@ def draw_background(ax, colour: str, pattern: str) -> None:
     from matplotlib.collections import PatchCollection, PolyCollection
     from matplotlib.patches import Rectangle
 
-    rgb = tables.load("scenes")["backgrounds"][colour]
+    rgb = table("scenes")["backgrounds"][colour]
     other = shade(rgb, BG_SHADE)
     if pattern == "gradient":  # top: the colour; bottom: its shade
         ramp = np.linspace(0.0, 1.0, SIDE)[:, None, None]  # (H, 1, 1)
@@ -351,7 +351,7 @@ def draw_object(ax, obj: dict, cx: float, cy: float, r: float) -> None:
     from matplotlib.collections import PatchCollection, PolyCollection
     from matplotlib.patches import PathPatch
 
-    rgb = tables.load("scenes")["colours"][obj["colour"]]
+    rgb = table("scenes")["colours"][obj["colour"]]
     patch = PathPatch(outline(obj["shape"], cx, cy, r), facecolor=rgb01(rgb), edgecolor="none")
     ax.add_patch(patch)
     other = shade(rgb, OBJECT_SHADE)
@@ -368,7 +368,7 @@ def draw_object(ax, obj: dict, cx: float, cy: float, r: float) -> None:
 
 def place(scene: dict, rng: random.Random) -> list[tuple[float, float, float]]:
     """(cx, cy, r) in pixels per object: the cell centre shifted, the radius scaled, kept in frame."""
-    t = tables.load("scenes")
+    t = table("scenes")
     placed = []
     for obj in scene["objects"]:
         col, row, _ = t["positions"][obj["position"]]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from anygpt.data.world import speech
+from anygpt.world import speech_rate, synthesize
 
 SENTENCE = "the small brown dog runs across the green field near the old house"
 VOICES = {  # stored name -> world speaker
@@ -35,9 +35,9 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rate = speech.sample_rate()
+    rate = speech_rate()
     for name, speaker in VOICES.items():
-        wav = speech.synthesize(SENTENCE, speaker)[: int(SECONDS * rate)]
+        wav = synthesize(SENTENCE, speaker)[: int(SECONDS * rate)]
         sf.write(out / f"{name}.flac", np.asarray(wav, dtype=np.float32), rate, subtype="PCM_16", format="FLAC")
     table = {"_doc": "Stored prompt voices of `anygpt serve` (scripts/make_voices.py writes them): name -> file, "
                      "and OpenAI's voice names -> stored names.",

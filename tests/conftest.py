@@ -56,7 +56,7 @@ def small_world(tmp_path_factory):
     import shutil
     from pathlib import Path
 
-    from anygpt.data.world import music
+    from anygpt.world import music
 
     built: dict = {}
 
@@ -66,8 +66,8 @@ def small_world(tmp_path_factory):
             pytest.skip("needs Debian flite, fluidsynth and a GM soundfont")
         key = (n, tuple(kinds), seed)
         if key not in built:
-            from anygpt.data.world.build import build
-            from anygpt.data.world.config import WorldConfig
+            from anygpt.world.build import build
+            from anygpt.world.config import WorldConfig
 
             out = tmp_path_factory.mktemp("world") / "w"
             build(out, WorldConfig(seed=seed, n=n, kinds=tuple(kinds), clip_seconds=1.0, clips_per_render=2),

@@ -89,7 +89,7 @@ def test_eval_all_json(world, tmp_path, capsys):
 
 def test_conditioning_is_the_gap_on_the_tasks_items(world, debug_bundle):
     from anygpt.chat import encode_media
-    from anygpt.data.world.reader import take_items
+    from anygpt.world.reader import take_items
     from anygpt.eval.conditioning import conditioning
 
     got = evaluate(debug_bundle, world, ["music_caption"], limit=2)["music_caption"]["conditioning"]
@@ -155,7 +155,7 @@ def test_music_text_attributes_pinned():
 
 
 def test_music_caption_accuracy_on_world_captions():
-    from anygpt.data.world.music import captions
+    from anygpt.world.music import captions
 
     truth = {"source": "bach_chorale", "source_label": "Bach chorale", "instrument": "music box",
              "family": "chromatic percussion", "tempo_bpm": 66, "tempo_word": "slow", "key": "A", "mode": "minor",

@@ -10,7 +10,7 @@ import pytest
 from anygpt.cli import main
 from anygpt.data.pipeline import records, shards
 from anygpt.data.pipeline.from_world import CHAT_FILE, PAIR_FILES, SUMMARY
-from anygpt.data.world import reader
+from anygpt.world import reader
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from anygpt.data.world import music
+from anygpt.world import music
 
 needs_tools = pytest.mark.skipif(
     shutil.which("flite") is None or shutil.which("fluidsynth") is None
@@ -58,8 +58,8 @@ def test_missing_weights_is_a_one_line_error(tmp_path):
 
 @needs_tools
 def test_eval_judges_json_on_a_tiny_world(tmp_path, capsys):
-    from anygpt.data.world.build import build
-    from anygpt.data.world.config import WorldConfig
+    from anygpt.world.build import build
+    from anygpt.world.config import WorldConfig
     from anygpt.eval.judges import command
 
     world = tmp_path / "w"

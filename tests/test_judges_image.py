@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from anygpt.data.world import scenes
+from anygpt.world import scenes
 from anygpt.eval.judges import captions
 from anygpt.eval.judges.image import ImageJudge, attribute_accuracy, vocabularies
 

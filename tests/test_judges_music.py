@@ -59,7 +59,7 @@ def test_clap_and_clip_scores_prefer_matching_text():
     scores = clap.score([_notes(C_MAJOR, 120)] * 2, ["a piano piece in C major", "qqq zzz"], RATE)
     assert all(-1.0 <= s <= 1.0 for s in scores)
 
-    from anygpt.data.world import scenes
+    from anygpt.world import scenes
     from anygpt.eval.judges.contrastive import clip_score
 
     rng = __import__("random").Random(99)

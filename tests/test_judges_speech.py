@@ -25,7 +25,7 @@ def test_wer_is_corpus_level_and_normalised():
 
 
 def test_world_lm_ships_and_covers_the_grammar():
-    from anygpt.data.world import sentences
+    from anygpt.world import sentences
     from anygpt.eval.judges.asr_lm import DICT_FILE, LM_FILE
     from anygpt.eval.judges.weights import weights_path
 
@@ -39,7 +39,7 @@ def test_world_lm_ships_and_covers_the_grammar():
 
 @needs_flite
 def test_asr_recognises_flite_speech_with_the_world_lm():
-    from anygpt.data.world import speech as world_speech
+    from anygpt.world import speech as world_speech
 
     texts = ["The child is walking near the river today.", "It was blowing hard all evening in the empty valley."]
     wavs = [world_speech.synthesize(text, "rms") for text in texts]
@@ -54,7 +54,7 @@ def test_asr_recognises_flite_speech_with_the_world_lm():
 
 @needs_flite
 def test_speaker_similarity_separates_voices():
-    from anygpt.data.world import speech as world_speech
+    from anygpt.world import speech as world_speech
 
     rate = world_speech.sample_rate()
     a1 = world_speech.synthesize("The goose is sleeping near the peaceful market.", "slt")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from anygpt.data.world import tables
+from anygpt.world import tables
 from anygpt.eval.offworld import default_path, load_offworld
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,6 +132,6 @@ def test_generator_never_imports_the_world_generator():
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-             and node.module == "anygpt.data.world" for alias in node.names}
-    assert not {m for m in imported if m and m.startswith("anygpt.data.world.")}, imported
-    assert names <= {"tables"}, names
+             and node.module == "anygpt.world" for alias in node.names}
+    assert not {m for m in imported if m and m.startswith("anygpt.world.")}, imported
+    assert names <= {"table"}, names

@@ -89,7 +89,7 @@ def test_config_is_checked():
 
 def test_a_short_training_learns_exports_and_reloads(tmp_path):
     from anygpt.codecs.small import train, train_common
-    from anygpt.data.world.scenes import render_scene, sample_scene
+    from anygpt.world.scenes import render_scene, sample_scene
     import random
     import numpy as np
 

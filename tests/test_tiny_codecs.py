@@ -22,7 +22,7 @@ def codecs():
 
 
 def scene():
-    from anygpt.data.world.scenes import render_scene
+    from anygpt.world.scenes import render_scene
 
     return render_scene({"background": {"colour": "light blue", "pattern": "plain"},
                          "objects": [{"shape": "circle", "colour": "red", "size": "large", "position": "centre",
@@ -64,7 +64,7 @@ def test_image_codes_round_trip_on_random_scenes(codecs):
     import random
 
     from anygpt.codecs.small.train_scene import scene_codes
-    from anygpt.data.world.scenes import sample_scene, scene_tables
+    from anygpt.world.scenes import sample_scene, scene_tables
     from anygpt.eval.judges.image import ImageJudge, attribute_accuracy
 
     codec = codecs["image"]
@@ -80,7 +80,7 @@ def test_image_codes_round_trip_on_random_scenes(codecs):
 
 
 def _utterance():
-    from anygpt.data.world import speech
+    from anygpt.world import speech
 
     if shutil.which("flite") is None:
         pytest.skip("needs Debian flite")
@@ -129,8 +129,8 @@ def test_speech_round_trip_and_cloning_are_seeded(codecs):
 
 def _world_music():
     """Two held-out clips of different pieces, rendered as the evaluation world renders them."""
-    from anygpt.data.world import items, media, music, splits
-    from anygpt.data.world.config import WorldConfig
+    from anygpt.world import items, media, music, splits
+    from anygpt.world.config import WorldConfig
 
     if shutil.which("fluidsynth") is None:
         pytest.skip("needs Debian fluidsynth")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from anygpt.data.world import music, reader, splits
-from anygpt.data.world.build import build
-from anygpt.data.world.config import KINDS, WorldConfig
+from anygpt.world import music, reader, splits
+from anygpt.world.build import build
+from anygpt.world.config import KINDS, WorldConfig
 
 
 def _tools_missing() -> bool:

@@ -2,7 +2,7 @@
 
 import argparse
 
-from anygpt.data.world import command, reader
+from anygpt.world import command, reader
 
 
 def test_command_registers_and_runs(tmp_path):

@@ -6,9 +6,9 @@ Stage 1 needs music21 but no Debian tool; stage 2 (rendering) is covered by test
 import functools
 import re
 
-from anygpt.data.world import conversations, music, scenes, splits
-from anygpt.data.world.config import WorldConfig
-from anygpt.data.world.randomness import rng_for
+from anygpt.world import conversations, music, scenes, splits
+from anygpt.world.config import WorldConfig
+from anygpt.world.randomness import rng_for
 
 CONFIG = WorldConfig(n=40)
 TABLE = scenes.scene_tables()

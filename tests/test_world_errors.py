@@ -2,10 +2,9 @@
 
 import pytest
 
-from anygpt.data.world import build as build_module
-from anygpt.data.world import music, speech
-from anygpt.data.world.build import build
-from anygpt.data.world.config import WorldConfig
+from anygpt.world import music, speech
+from anygpt.world.build import build
+from anygpt.world.config import WorldConfig
 from anygpt.errors import AnyGPTError
 
 
@@ -45,7 +44,7 @@ def test_unwritable_out_dir_is_reported(tmp_path):
 
 def test_unknown_kind_is_refused(tmp_path):
     with pytest.raises(AnyGPTError, match="unknown kinds"):
-        build_module.build(tmp_path / "w", WorldConfig(n=2, kinds=("video",)), progress=False)
+        build(tmp_path / "w", WorldConfig(n=2, kinds=("video",)), progress=False)
 
 
 def test_an_earlier_world_is_replaced(tmp_path):

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from anygpt.data.world import music
+from anygpt.world import music
 
 pytestmark = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="needs Debian's fluidsynth")
 

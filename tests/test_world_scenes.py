@@ -2,10 +2,10 @@
 
 import math
 
-from anygpt.data.world import items, scenes, splits
-from anygpt.data.world.build import plan
-from anygpt.data.world.config import WorldConfig
-from anygpt.data.world.randomness import rng_for
+from anygpt.world import items, scenes, splits
+from anygpt.world.build import plan
+from anygpt.world.config import WorldConfig
+from anygpt.world.randomness import rng_for
 
 HELD_OUT = splits.held_out_pairs()
 

@@ -1,8 +1,8 @@
 """The sentence generator: a real vocabulary, varied syntax, and splits disjoint by text."""
 
-from anygpt.data.world import sentences, splits
-from anygpt.data.world.conversations import draw_sentence
-from anygpt.data.world.randomness import rng_for
+from anygpt.world import sentences, splits
+from anygpt.world.conversations import draw_sentence
+from anygpt.world.randomness import rng_for
 
 
 def test_vocabulary_has_hundreds_of_words():

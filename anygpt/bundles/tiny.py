@@ -39,7 +39,7 @@ def tiny_layout_config(image_tokens: int = 32) -> LayoutConfig:
 
 def world_text(world: str | Path, split: str = "train") -> list[str]:
     """Every sentence of a world's split: captions, transcripts, conversation text."""
-    from anygpt.data.world.reader import iter_rows, load_manifest
+    from anygpt.world import iter_rows, load_manifest
 
     kinds = load_manifest(world)["kinds"]
     lines: list[str] = []

@@ -26,7 +26,7 @@ GATES = {"image_attr_ratio": (">=", 0.95), "speech_wer_ratio": ("<=", 1.3), "spe
 
 
 def _test_items(world, kind: str, limit: int | None) -> list[dict]:
-    from anygpt.data.world.reader import take_items
+    from anygpt.world import take_items
 
     return take_items(world, kind, "test", limit)
 

@@ -20,7 +20,7 @@ def default_world() -> Path:
 
 def ensure_world(world: Path | None, kinds: list[str]) -> Path:
     """`world`, or the default evaluation world, built (about 90 s on 2 cores) when missing."""
-    from anygpt.data.world.reader import load_manifest
+    from anygpt.world import load_manifest
     from anygpt.errors import AnyGPTError
 
     if world is not None:
@@ -32,8 +32,7 @@ def ensure_world(world: Path | None, kinds: list[str]) -> Path:
         held = {}
     need = sorted({WORLD_KINDS[k] for k in kinds} - set(held))
     if need:
-        from anygpt.data.world.build import build
-        from anygpt.data.world.config import WorldConfig
+        from anygpt.world import WorldConfig, build
 
         print(f"building the evaluation world in {world} (n=400, seed 0)", file=sys.stderr)
         build(world, WorldConfig(n=400, seed=0, kinds=("images", "speech", "music")), workers=os.cpu_count() or 1)

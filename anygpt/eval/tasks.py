@@ -58,7 +58,7 @@ MUSIC_TEXT_ATTRIBUTES = ("tempo_word", "key", "mode", "family", "instrument")
 
 @functools.cache
 def _music_patterns() -> dict:
-    from anygpt.data.world.music import TONIC_NAMES, music_table
+    from anygpt.world.music import TONIC_NAMES, music_table
     from anygpt.eval.judges.music import PITCH_CLASSES
 
     t = music_table()
@@ -90,7 +90,7 @@ def music_text_attributes(caption: str) -> dict:
     word implies a mode and tempo class (each mood belongs to one), used when those are unsaid;
     the family follows from the instrument when unsaid.
     """
-    from anygpt.data.world.music import tempo_word
+    from anygpt.world.music import tempo_word
 
     p = _music_patterns()
     text = " ".join(caption.lower().split())
@@ -174,7 +174,7 @@ def _items(world, kind: str, limit: int | None, source: str = "world", task: str
         from anygpt.eval.offworld import load_offworld
 
         return load_offworld()[task][:limit]
-    from anygpt.data.world.reader import take_items
+    from anygpt.world.reader import take_items
 
     return take_items(world, kind, "test", limit)
 

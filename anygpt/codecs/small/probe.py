@@ -82,7 +82,7 @@ def _encode(codec, items: list[dict]) -> list[torch.Tensor]:
 def layer1_probe(codec, world: str | Path, train_split: str = "train",
                  test_splits: tuple[str, ...] = ("validation", "test")) -> dict:
     """Probe the music codec's layer-1 codes on the world's clips (fit on `train_split`, score on `test_splits`)."""
-    from anygpt.data.world.reader import take_items
+    from anygpt.world.reader import take_items
 
     train_items = take_items(world, "music", train_split)
     test_items = [it for split in test_splits for it in take_items(world, "music", split)]

@@ -107,7 +107,7 @@ def default_config(kind: str, out: str, **overrides: Any) -> TrainConfig:
 
 def load_images(world: str | Path, split: str, max_items: int | None) -> torch.Tensor:
     """World images -> uint8 (N, 3, 64, 64)."""
-    from anygpt.data.world.reader import iter_items
+    from anygpt.world.reader import iter_items
 
     out = []
     for item in iter_items(world, "images", split):
@@ -122,7 +122,7 @@ def load_images(world: str | Path, split: str, max_items: int | None) -> torch.T
 def load_audio_items(world: str | Path, kind: str, split: str, max_items: int | None, sample_rate: int) -> list[dict]:
     """World speech or music -> [{"wav": float32 (L,), "text", "speaker", "rate": speaking-rate word,
     "instrument": music's instrument name}]."""
-    from anygpt.data.world.reader import iter_items
+    from anygpt.world.reader import iter_items
 
     out = []
     for item in iter_items(world, kind, split):
@@ -146,7 +146,7 @@ def load_audio_items(world: str | Path, kind: str, split: str, max_items: int | 
 def phone_labels(item: dict, frames: int, frame_rate: float) -> torch.Tensor:
     """The phone (index in PHONES) at the centre of each of `frames` code frames of a world utterance,
     from flite's alignment of its sentence in its voice: (frames,) long."""
-    from anygpt.data.world.speech import phone_alignment
+    from anygpt.world.speech import phone_alignment
 
     ends, names = [], []
     for phone, end in phone_alignment(item["text"], item["speaker"], item["rate"]):
@@ -346,7 +346,7 @@ def train_music(world: str | Path, cfg: TrainConfig, *, stop_after: int | None =
         manifest = json.loads((Path(cfg.init_from) / tc.CODEC_JSON).read_text(encoding="utf-8"))
         options = {**manifest["config"], **options}
     if options.get("units") == "tonal" and not options.get("instruments"):  # the world's instruments, in its order
-        from anygpt.data.world.music import music_table
+        from anygpt.world.music import music_table
 
         options["instruments"] = [i["name"] for i in music_table()["instruments"]]
     codec = SmallMusicCodec(**options)

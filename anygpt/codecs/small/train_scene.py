@@ -30,7 +30,7 @@ BRIGHTNESS = 0.06
 
 def scene_classes() -> dict[str, list[str]]:
     """The class names of every factor, from the world's scene tables (cell factors start with none)."""
-    from anygpt.data.world import tables
+    from anygpt.world import tables
 
     t = tables.load("scenes")
     unique = lambda xs: list(dict.fromkeys(xs))
@@ -41,7 +41,7 @@ def scene_classes() -> dict[str, list[str]]:
 
 def scene_cell(position: str) -> int:
     """A position name ("top left") -> its cell in reading order (0..8)."""
-    from anygpt.data.world import tables
+    from anygpt.world import tables
 
     col, row, _ = tables.load("scenes")["positions"][position]
     return row * 3 + col
@@ -63,7 +63,7 @@ def scene_codes(scene: dict, codec: SmallSceneCodec) -> torch.Tensor:
 
 def load_scenes(world: str | Path, split: str, max_items: int | None, codec: SmallSceneCodec):
     """World images -> (uint8 (N, 3, 64, 64), target codes (N, 38))."""
-    from anygpt.data.world.reader import iter_items
+    from anygpt.world.reader import iter_items
 
     images, codes = [], []
     for item in iter_items(world, "images", split):

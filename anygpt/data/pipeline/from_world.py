@@ -42,8 +42,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from anygpt.data.world import media, reader
-from anygpt.data.world.config import KINDS
+from anygpt.world import KINDS, decode_wav, iter_rows, load_manifest, wav_bytes
 from anygpt.errors import AnyGPTError
 
 SUMMARY = "summary.json"
@@ -95,10 +94,10 @@ class _Media:
 
     def put(self, folder: str, name: str, modality: str, data: bytes) -> str:
         if modality == "music" and self.max_music_seconds:
-            samples, rate = media.decode_wav(data)  # (T,)
+            samples, rate = decode_wav(data)  # (T,)
             keep = round(self.max_music_seconds * rate)
             if keep < len(samples):
-                data = media.wav_bytes(samples[:keep], rate)
+                data = wav_bytes(samples[:keep], rate)
         rel = Path("media") / folder / f"{name}.{SUFFIX[modality]}"
         path = self.split_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +111,7 @@ def pair_records(world: Path, kind: str, split: str, out: _Media, captions: str)
     """One record per item (speech: its transcript; images, music: caption 0, or every caption)."""
     key = MEDIA_KEY[kind]
     records = []
-    for row in reader.iter_rows(world, kind, split):
+    for row in iter_rows(world, kind, split):
         path = out.put(kind, row["id"], key, row["image"] if kind == "images" else row["audio"])
         if kind == "speech":
             records.append({"id": f"{row['id']}/transcript", key: path, "text": row["text"]})
@@ -200,7 +199,7 @@ def _settings(cfg: FromWorldConfig, manifest: dict) -> dict:
 def run_from_world(cfg: FromWorldConfig, *, quiet: bool = False) -> dict:
     """Write the export (see the module docstring); return the summary, also in DIR/summary.json."""
     world, out = Path(cfg.world), Path(cfg.out)
-    manifest = reader.load_manifest(world)
+    manifest = load_manifest(world)
     held = [k for k in KINDS if k in manifest["kinds"]]
     kinds = [k for k in KINDS if k in (cfg.kinds or held)]
     missing = [k for k in kinds if k not in held] + [k for k in (cfg.kinds or []) if k not in KINDS]
@@ -238,7 +237,7 @@ def run_from_world(cfg: FromWorldConfig, *, quiet: bool = False) -> dict:
             else:
                 if kind == "conversations":
                     records = [chat_record(row, writer, cfg.spoken_prob, cfg.seed)
-                               for row in reader.iter_rows(world, kind, split)]
+                               for row in iter_rows(world, kind, split)]
                 else:
                     records = pair_records(world, kind, split, writer, cfg.captions)
                 _atomic_text(path, _jsonl(records))  # last: an existing .jsonl means its media are there

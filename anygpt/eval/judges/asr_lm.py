@@ -37,8 +37,8 @@ def cmudict_path() -> Path:
 
 def train_sentences(n: int, seed: int) -> list[str]:
     """n normalised sentences from the grammar, only those whose text hashes to the train split."""
-    from anygpt.data.world import sentences
-    from anygpt.data.world.splits import hashed_split
+    from anygpt.world import sentences
+    from anygpt.world.splits import hashed_split
     from anygpt.eval.judges.speech import normalise_text
 
     rng = random.Random(seed)
@@ -51,7 +51,7 @@ def train_sentences(n: int, seed: int) -> list[str]:
 
 
 def build(out_dir: str | Path, n_sentences: int = 30_000, seed: int = 0) -> dict:
-    from anygpt.data.world import sentences
+    from anygpt.world import sentences
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ KINDS = ("images", "speech", "music")
 
 
 def _items(world, kind: str, limit: int | None) -> list[dict]:
-    from anygpt.data.world.reader import iter_items
+    from anygpt.world.reader import iter_items
 
     items = []
     for item in iter_items(world, kind, "test"):

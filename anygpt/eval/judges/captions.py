@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import re
 
-from anygpt.data.world import tables
+from anygpt.world import tables
 
 COUNT_WORDS = {"one": 1, "single": 1, "a": 1, "an": 1, "two": 2, "three": 3, "four": 4, "1": 1, "2": 2, "3": 3, "4": 4}
 

@@ -33,7 +33,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anygpt.data.world.reader import load_manifest
+    from anygpt.world.reader import load_manifest
     from anygpt.errors import AnyGPTError
     from anygpt.eval.judges.calibrate import calibrate
 

@@ -233,7 +233,7 @@ def train_clip(out, seed: int, n_scenes: int = 8_000, epochs: int = 30, log=prin
 
     import torch
 
-    from anygpt.data.world import scenes
+    from anygpt.world import scenes
     from anygpt.eval.judges.checkpoint import save_module
     from anygpt.eval.judges.image import ImageJudge
     from anygpt.eval.judges.train import render_training_scenes
@@ -259,7 +259,7 @@ def music_split_features(world, split: str, limit: int | None = None):
     """(features (N, FEATURE_DIM), captions per clip, attributes) of a world's music split."""
     import torch
 
-    from anygpt.data.world.reader import iter_items
+    from anygpt.world.reader import iter_items
     from anygpt.eval.judges.music import _resample, music_features
 
     feats, captions, attributes = [], [], []

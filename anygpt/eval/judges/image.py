@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anygpt.data.world import tables
+from anygpt.world import tables
 
 WEIGHTS_FILE = "image_attributes.safetensors"
 IMAGE_SIDE = 64  # the judge sees every image at the world's size

@@ -37,7 +37,7 @@ PITCH_CLASSES = {"C": 0, "C-sharp": 1, "D-flat": 1, "D": 2, "D-sharp": 3, "E-fla
 
 @functools.cache
 def music_classes() -> dict[str, list[str]]:
-    from anygpt.data.world.music import music_table
+    from anygpt.world.music import music_table
 
     instruments = music_table()["instruments"]
     return {"family": sorted({i["family"] for i in instruments}), "instrument": [i["name"] for i in instruments]}
@@ -106,7 +106,7 @@ def estimate_tempo(wav: np.ndarray) -> float:
 
 def estimate_key(wav: np.ndarray) -> tuple[str, str]:
     """(tonic, mode): mean chroma correlated with the world's 24 rotated key profiles."""
-    from anygpt.data.world.music import MAJOR_PROFILE, MINOR_PROFILE, TONIC_NAMES
+    from anygpt.world.music import MAJOR_PROFILE, MINOR_PROFILE, TONIC_NAMES
 
     histogram = chroma(wav).mean(axis=1).astype(np.float64)
     best = (-2.0, "C", "major")
@@ -148,7 +148,7 @@ class MusicJudge:
     def __init__(self, model, config: MusicJudgeConfig):
         import torch
 
-        from anygpt.data.world.music import music_table
+        from anygpt.world.music import music_table
 
         self.model, self.config = model.eval(), config
         classes = music_classes()
@@ -167,7 +167,7 @@ class MusicJudge:
     def attributes(self, waveforms, sample_rate: int) -> list[dict]:
         import torch
 
-        from anygpt.data.world.music import tempo_word
+        from anygpt.world.music import tempo_word
 
         classes = music_classes()
         out = []

@@ -52,7 +52,7 @@ def _cosine_lr(optimizer, base_lr: float, step: int, total: int, warmup: int = 5
 
 def render_training_scenes(n: int, rng: random.Random) -> tuple[np.ndarray, list[dict]]:
     """n fresh scenes with every colour-shape pair allowed: (n, 64, 64, 3) uint8 and attributes."""
-    from anygpt.data.world import scenes
+    from anygpt.world import scenes
     from anygpt.eval.judges.image import IMAGE_SIDE
 
     images, attributes = np.zeros((n, IMAGE_SIDE, IMAGE_SIDE, 3), np.uint8), []

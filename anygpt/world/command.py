@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from anygpt.data.world.config import KINDS, WorldConfig
+from anygpt.world.config import KINDS, WorldConfig
 
 DEFAULT_N = WorldConfig.n
 
@@ -34,7 +34,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anygpt.data.world.build import build
+    from anygpt.world.build import build
     from anygpt.errors import AnyGPTError
 
     if args.n < 1 or args.workers < 1 or args.clip_seconds <= 0 or args.image_size < 64:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from anygpt.data.world import tables
-from anygpt.data.world.words import article, capitalise
+from anygpt.world import tables
+from anygpt.world.words import article, capitalise
 from anygpt.errors import AnyGPTError
 
 TICKS_PER_QUARTER = 480
@@ -388,7 +388,7 @@ def captions(attributes: dict) -> list[str]:
 @functools.cache
 def pools() -> dict[tuple[str, str], tuple[PieceRef, ...]]:
     """(split, source) -> the pieces of that source whose id hashes to that split."""
-    from anygpt.data.world.splits import hashed_split
+    from anygpt.world.splits import hashed_split
 
     grouped: dict[tuple[str, str], list[PieceRef]] = {}
     for ref in catalogue():

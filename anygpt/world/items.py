@@ -6,9 +6,9 @@ whichever worker makes it and whatever else is made in the same run.
 
 import json
 
-from anygpt.data.world import conversations, media, music, scenes, speech, splits
-from anygpt.data.world.config import WorldConfig
-from anygpt.data.world.randomness import rng_for
+from anygpt.world import conversations, media, music, scenes, speech, splits
+from anygpt.world.config import WorldConfig
+from anygpt.world.randomness import rng_for
 
 
 def to_json(value) -> str:

@@ -20,9 +20,9 @@ import copy
 import random
 from dataclasses import dataclass, field
 
-from anygpt.data.world import media, music, scenes, sentences, speech, splits, tables
-from anygpt.data.world.config import WorldConfig
-from anygpt.data.world.words import article, capitalise
+from anygpt.world import media, music, scenes, sentences, speech, splits, tables
+from anygpt.world.config import WorldConfig
+from anygpt.world.words import article, capitalise
 
 DARK_BACKGROUNDS = ("navy", "black", "dark grey")  # the toy rule linking pictures and music moods
 NEW_PICTURE = ("describe_image", "question_image", "ask_image", "image_to_music", "music_to_image")

@@ -13,7 +13,7 @@ Items are given to splits by a seeded permutation of their indices: exact counts
 
 import functools
 
-from anygpt.data.world import randomness, tables
+from anygpt.world import randomness, tables
 
 SPLITS = ("train", "validation", "test")
 FRACTIONS = {"validation": 0.1, "test": 0.1}

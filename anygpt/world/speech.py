@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anygpt.data.world import media, tables
+from anygpt.world import media, tables
 from anygpt.errors import AnyGPTError
 
 PEAK = 0.9  # normalised peak amplitude: loud enough, never clipping after resampling

@@ -16,8 +16,8 @@ import random
 import numpy as np
 from PIL import Image, ImageDraw
 
-from anygpt.data.world import tables
-from anygpt.data.world.words import article, capitalise, join_list
+from anygpt.world import tables
+from anygpt.world.words import article, capitalise, join_list
 
 SUPERSAMPLE = 4  # draw at 4x and downsample: anti-aliased edges at 64 px
 OVERLAP_MARGIN = 0.02  # minimum gap between two objects, as a fraction of the image side

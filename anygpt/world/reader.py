@@ -12,8 +12,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from anygpt.data.world import media
-from anygpt.data.world.build import MANIFEST
+from anygpt.world import media
+from anygpt.world.build import MANIFEST
 from anygpt.errors import AnyGPTError
 
 BATCH_ROWS = 64  # rows decoded at a time: audio rows are large

@@ -10,8 +10,8 @@ Verbs name the noun classes they take ("read" takes readable things), so sentenc
 import random
 from dataclasses import dataclass
 
-from anygpt.data.world import tables
-from anygpt.data.world.words import article, capitalise
+from anygpt.world import tables
+from anygpt.world.words import article, capitalise
 
 ANIMATE = ("person", "animal")
 BIRDS = ("bird", "owl", "duck", "goose", "geese")

@@ -11,9 +11,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from anygpt.data.world import items, music, speech, splits, tables
-from anygpt.data.world.config import GENERATOR_VERSION, KINDS, WorldConfig
-from anygpt.data.world.writer import ShardWriter, describe_schema
+from anygpt.world import items, music, speech, splits, tables
+from anygpt.world.config import GENERATOR_VERSION, KINDS, WorldConfig
+from anygpt.world.writer import ShardWriter, describe_schema
 from anygpt.errors import AnyGPTError
 
 MANIFEST = "manifest.json"
@@ -131,7 +131,7 @@ def _manifest(config: WorldConfig, soundfont: str | None, summary: dict) -> dict
     return {
         "format": "anygpt-world",
         "generator_version": GENERATOR_VERSION,
-        "schema_doc": "anygpt/data/world/README.md",
+        "schema_doc": "anygpt/world/README.md",
         "seed": config.seed,
         "n": config.n,
         "image_size": config.image_size,
