@@ -26,7 +26,7 @@ def test_wer_is_corpus_level_and_normalised():
 
 def test_world_lm_ships_and_covers_the_grammar():
     from anygpt.world import sentences
-    from anygpt.eval.judges.asr_lm import DICT_FILE, LM_FILE
+    from anygpt.eval.judges.speech import DICT_FILE, LM_FILE
     from anygpt.eval.judges.weights import weights_path
 
     lm_words = {line.split()[1] for line in weights_path(LM_FILE).read_text().split("\\2-grams:")[0].splitlines()
@@ -73,7 +73,7 @@ def test_silent_audio_is_refused():
 
 
 def test_world_lm_rebuilds_byte_identical(tmp_path):
-    from anygpt.eval.judges import asr_lm
+    from anygpt.train.judges import asr_lm
     from anygpt.eval.judges.weights import weights_path
 
     asr_lm.build(tmp_path, seed=0)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from anygpt.codecs.base import Codec, build_codec
-from anygpt.codecs.small import train_common as tc
+from anygpt.train.codecs import export
 from anygpt.codecs.small.audio import (
     PHONES,
     SmallMusicCodec,
@@ -110,8 +110,8 @@ def test_griffin_lim_recovers_a_tone_from_its_magnitudes():
 
 def test_export_loads_through_the_registry(speech, music, tmp_path):
     for codec, name in ((speech, "small-speech"), (music, "small-music")):
-        tc.export_codec(codec, name, tmp_path / name, dtype="float32")
-        loaded = tc.load_codec_dir(tmp_path / name)
+        export.export_codec(codec, name, tmp_path / name, dtype="float32")
+        loaded = export.load_codec_dir(tmp_path / name)
         wav = tone(0.3, codec.sample_rate)
         codes = codec.encode(wav)
         assert torch.equal(loaded.encode(wav), codes)

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from anygpt.codecs.base import Codec, build_codec
-from anygpt.codecs.small import train_common as tc
+from anygpt.train.codecs import export
 from anygpt.codecs.small.image import SmallImageCodec
 from anygpt.errors import LayoutError, MediaError
 
@@ -59,16 +59,16 @@ def test_same_seed_same_codec_other_seed_other(codec):
 
 
 def test_export_loads_through_the_registry(codec, tmp_path):
-    tc.export_codec(codec, "small-image", tmp_path / "f32", dtype="float32")
-    loaded = tc.load_codec_dir(tmp_path / "f32")
+    export.export_codec(codec, "small-image", tmp_path / "f32", dtype="float32")
+    loaded = export.load_codec_dir(tmp_path / "f32")
     codes = codec.encode(pattern())
     assert torch.equal(loaded.encode(pattern()), codes)
     assert np.array_equal(np.asarray(loaded.decode(codes)), np.asarray(codec.decode(codes)))
     rebuilt = build_codec("small-image", codec.config())
     assert rebuilt.config() == codec.config()
-    tc.export_codec(codec, "small-image", tmp_path / "f16")  # float16 by default: half the bytes
-    assert (tmp_path / "f16" / tc.WEIGHTS).stat().st_size < 0.6 * (tmp_path / "f32" / tc.WEIGHTS).stat().st_size
-    assert tc.load_codec_dir(tmp_path / "f16").encode(pattern()).shape == (1, 32)
+    export.export_codec(codec, "small-image", tmp_path / "f16")  # float16 by default: half the bytes
+    assert (tmp_path / "f16" / export.WEIGHTS).stat().st_size < 0.6 * (tmp_path / "f32" / export.WEIGHTS).stat().st_size
+    assert export.load_codec_dir(tmp_path / "f16").encode(pattern()).shape == (1, 32)
 
 
 # Pinned on the seed-0 network (torch 2.13 CPU): a change here changes every shipped token.
@@ -88,8 +88,8 @@ def test_a_bundle_codec_slot_loads_the_export(codec, tmp_path):
 
     from anygpt.bundles import CodecSlot
 
-    tc.export_codec(codec, "small-image", tmp_path)
-    manifest = json.loads((tmp_path / tc.CODEC_JSON).read_text())
+    export.export_codec(codec, "small-image", tmp_path)
+    manifest = json.loads((tmp_path / export.CODEC_JSON).read_text())
     slot = CodecSlot("image", manifest["name"], manifest["config"], weights=tmp_path / manifest["weights"])
     loaded = slot.get()
     assert loaded.encode(pattern()).shape == (1, 32)

@@ -6,7 +6,7 @@ import torch
 
 from anygpt.codecs.base import build_codec
 from anygpt.codecs.small.scene import CELLS, SceneCodecConfig, SmallSceneCodec
-from anygpt.codecs.small.train_scene import scene_classes, scene_codes
+from anygpt.train.codecs.scene import scene_classes, scene_codes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -88,7 +88,8 @@ def test_config_is_checked():
 
 
 def test_a_short_training_learns_exports_and_reloads(tmp_path):
-    from anygpt.codecs.small import train, train_common
+    from anygpt.train.codecs import export
+    from anygpt.train.codecs import recipes as train
     from anygpt.world.scenes import render_scene, sample_scene
     import random
     import numpy as np
@@ -102,6 +103,6 @@ def test_a_short_training_learns_exports_and_reloads(tmp_path):
     rows = train.RECIPES["scene"]("unused", cfg, progress=False, data=(images, codes))
     assert rows[-1]["render_l1"] < 0.6 * rows[0]["render_l1"]
     assert rows[-1]["ce"] < 0.5 * rows[0]["ce"]
-    loaded = train_common.load_codec_dir(tmp_path / "run" / "export")
+    loaded = export.load_codec_dir(tmp_path / "run" / "export")
     assert isinstance(loaded, SmallSceneCodec) and loaded.cfg == codec.cfg
     assert build_codec("small-scene", loaded.config()).tokens_per_item == 38

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from anygpt.codecs.base import build_codec
-from anygpt.codecs.small import probe, train
-from anygpt.codecs.small import train_common as tc
+from anygpt.train.codecs import probe
+from anygpt.train.codecs import recipes as train
+from anygpt.train.codecs import export
 from anygpt.codecs.small.audio import SmallMusicCodec
 from anygpt.codecs.small.tonal import SLOTS, chroma_matrix
 from anygpt.errors import BundleError
@@ -50,8 +51,8 @@ def test_slots_follow_the_pitch_and_rest_in_silence(tonal):
 def test_any_id_decodes_and_the_export_reloads(tonal, tmp_path):
     codes = torch.randint(64, (4, 10), generator=torch.Generator().manual_seed(0))
     assert tonal.decode(codes).shape == (10 * 640,)  # ids past instruments x 13 read as 0
-    tc.export_codec(tonal, "small-music", tmp_path, dtype="float32")
-    loaded = tc.load_codec_dir(tmp_path)
+    export.export_codec(tonal, "small-music", tmp_path, dtype="float32")
+    loaded = export.load_codec_dir(tmp_path)
     wav = note(330.0, 0.3, 2)
     assert torch.equal(loaded.encode(wav), tonal.encode(wav))
     assert loaded.config() == tonal.config() and loaded.config()["instruments"] == INSTRUMENTS
@@ -75,7 +76,7 @@ def test_training_learns_the_instrument_of_each_clip(tmp_path):
     rows = train.train_music(None, cfg, progress=False, items=items)
     assert items[0]["labels"].eq(0).all() and items[1]["labels"].eq(1).all()
     assert rows[-1]["instrument_acc"] == 1.0 and rows[-1]["instrument_ce"] < rows[0]["instrument_ce"] / 4
-    codec = tc.load_codec_dir(tmp_path / tc.EXPORT)
+    codec = export.load_codec_dir(tmp_path / export.EXPORT)
     assert [codec.instrument(it["wav"]) for it in items] == [it["instrument"] for it in items]
 
 
@@ -101,12 +102,12 @@ def test_ship_with_a_base_bundle_replaces_only_the_music_codec(tonal, tmp_path):
 
     base = tmp_path / "base"
     image = SmallImageCodec(codebook_size=64, channels=[8, 8, 16], code_dim=8)
-    tc.export_codec(image, "small-image", tmp_path / "image")
-    tc.export_codec(SmallMusicCodec(n_fft=512, width=16, depth=1, codebook_size=64, code_dim=8), "small-music",
+    export.export_codec(image, "small-image", tmp_path / "image")
+    export.export_codec(SmallMusicCodec(n_fft=512, width=16, depth=1, codebook_size=64, code_dim=8), "small-music",
                     tmp_path / "old")
-    tc.ship_codecs({"image": tmp_path / "image", "music": tmp_path / "old"}, base)
-    tc.export_codec(tonal, "small-music", tmp_path / "new")
-    tc.ship_codecs({"music": tmp_path / "new"}, tmp_path / "out", base=base)
+    export.ship_codecs({"image": tmp_path / "image", "music": tmp_path / "old"}, base)
+    export.export_codec(tonal, "small-music", tmp_path / "new")
+    export.ship_codecs({"music": tmp_path / "new"}, tmp_path / "out", base=base)
     before = json.loads((base / "codecs" / "codecs.json").read_text())
     after = json.loads((tmp_path / "out" / "codecs" / "codecs.json").read_text())
     assert after["image"] == before["image"] and after["music"]["config"]["units"] == "tonal"
@@ -131,10 +132,10 @@ def test_init_from_trains_the_decoder_and_keeps_every_code(tmp_path):
     train.train_music(None, first, progress=False, items=items)
     again = train.default_config("music", tmp_path / "b", steps=4, batch=2, warmup=2, save_every=4, crop_seconds=0.3,
                                  vq_warmup=0, export_dtype="float32", codec={}, mel_weight=1.0,
-                                 init_from=str(tmp_path / "a" / tc.EXPORT))
+                                 init_from=str(tmp_path / "a" / export.EXPORT))
     rows = train.train_music(None, again, progress=False, items=items)
     assert rows[0]["mel"] > 0
-    a, b = (tc.load_codec_dir(tmp_path / d / tc.EXPORT) for d in "ab")
+    a, b = (export.load_codec_dir(tmp_path / d / export.EXPORT) for d in "ab")
     assert torch.equal(a.encode(items[0]["wav"]), b.encode(items[0]["wav"]))
     sa, sb = a.state_dict(), b.state_dict()
     changed = {k for k in sa if not torch.equal(sa[k], sb[k])}

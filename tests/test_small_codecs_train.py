@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from anygpt.codecs.small import train
-from anygpt.codecs.small import train_common as tc
+from anygpt.train.codecs import recipes as train
+from anygpt.train.codecs import export, loop
 from anygpt.codecs.small.audio import SmallSpeechCodec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -70,16 +70,16 @@ def test_resumed_run_matches_an_uninterrupted_one(kind, tmp_path):
     rest = run(kind, tmp_path / "b", 5)
     assert [r["step"] for r in rest] == [3, 4]
     assert [r["loss"] for r in first + rest] == whole
-    logged = tc.read_metrics(tmp_path / "b")
+    logged = loop.read_metrics(tmp_path / "b")
     assert [r["step"] for r in logged] == list(range(5))
     for d in (tmp_path / "a", tmp_path / "b"):
-        assert (d / tc.CHECKPOINT).is_file() and (d / tc.PLOT).is_file() and (d / "config.json").is_file()
+        assert (d / loop.CHECKPOINT).is_file() and (d / loop.PLOT).is_file() and (d / "config.json").is_file()
         assert not list(d.rglob("*.tmp*"))  # atomic writes leave no temporary files
-        codec = tc.load_codec_dir(d / tc.EXPORT)
-        assert json.loads((d / tc.EXPORT / tc.CODEC_JSON).read_text())["name"] == train.CODEC_NAMES[kind]
+        codec = export.load_codec_dir(d / export.EXPORT)
+        assert json.loads((d / export.EXPORT / export.CODEC_JSON).read_text())["name"] == train.CODEC_NAMES[kind]
     # both runs end with identical weights
-    a = tc.load_codec_dir(tmp_path / "a" / tc.EXPORT).state_dict()
-    b = tc.load_codec_dir(tmp_path / "b" / tc.EXPORT).state_dict()
+    a = export.load_codec_dir(tmp_path / "a" / export.EXPORT).state_dict()
+    b = export.load_codec_dir(tmp_path / "b" / export.EXPORT).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert codec.modality in ("image", "speech", "music")
 
@@ -88,7 +88,7 @@ def test_no_resume_starts_over(tmp_path):
     run("image", tmp_path, 3)
     again = run("image", tmp_path, 3, resume=False)
     assert [r["step"] for r in again] == [0, 1, 2]
-    assert [r["step"] for r in tc.read_metrics(tmp_path)] == [0, 1, 2]
+    assert [r["step"] for r in loop.read_metrics(tmp_path)] == [0, 1, 2]
 
 
 def test_soundstorm_masks_as_generate_sees_them():
@@ -96,7 +96,7 @@ def test_soundstorm_masks_as_generate_sees_them():
     codes = [torch.randint(32, (40, 8), generator=gen) for _ in range(4)]
     for s in range(20):
         semantic, acoustic, target, masked, q = train.soundstorm_batch(
-            codes, tc.step_rng(0, s), tc.step_generator(0, s), 3, 30, 7, 32)
+            codes, loop.step_rng(0, s), loop.step_generator(0, s), 3, 30, 7, 32)
         assert semantic.shape == (3, 30) and acoustic.shape == (3, 30, 7) and masked.any(1).all()
         assert (acoustic[..., :q] < 32).all()  # levels below q are given
         assert torch.equal(acoustic[..., q][masked], torch.full((int(masked.sum()),), 32))
@@ -124,7 +124,7 @@ def test_voice_batches_take_the_voice_from_another_utterance_of_the_speaker():
                     if torch.equal(d[key][..., s : s + n].float(), crop.float()))
 
     for s in range(10):
-        phones, latent, feats, voices, lengths = train.voice_batch(data, by_speaker, tc.step_rng(0, s), 4, 20, 30,
+        phones, latent, feats, voices, lengths = train.voice_batch(data, by_speaker, loop.step_rng(0, s), 4, 20, 30,
                                                                    no_voice=0.0)
         assert phones.shape == (4, 20) and latent.shape == (4, 20, 8) and feats.shape[::2] == (4, 20)
         assert voices.shape[::2] == (4, 30) and (lengths == 25).all()  # 0.5 s at 50 Hz, zero-padded

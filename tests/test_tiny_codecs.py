@@ -42,7 +42,7 @@ def test_geometry(codecs):
 
 
 def test_image_codes_are_the_scene_and_draw_it_back(codecs):
-    from anygpt.codecs.small.train_scene import scene_codes
+    from anygpt.train.codecs.scene import scene_codes
 
     codec = codecs["image"]
     img = scene()
@@ -63,7 +63,7 @@ def test_image_codes_round_trip_on_random_scenes(codecs):
     reads the drawings as the scenes they say."""
     import random
 
-    from anygpt.codecs.small.train_scene import scene_codes
+    from anygpt.train.codecs.scene import scene_codes
     from anygpt.world.scenes import sample_scene, scene_tables
     from anygpt.eval.judges.image import ImageJudge, attribute_accuracy
 

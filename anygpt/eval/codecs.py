@@ -146,9 +146,9 @@ def eval_music(codec, world, limit: int | None) -> dict:
     from anygpt.eval.judges.contrastive import ContrastiveJudge
     from anygpt.eval.judges.music import (
         MusicJudge,
-        _resample,
         music_attribute_accuracy,
         music_features,
+        to_feature_rate,
     )
 
     items = _test_items(world, "music", limit)
@@ -164,7 +164,7 @@ def eval_music(codec, world, limit: int | None) -> dict:
     texts = clap.embed_texts(captions)
 
     def clap_mean(waves):
-        feats = torch.from_numpy(np.stack([music_features(_resample(w, rate)) for w in waves]))
+        feats = torch.from_numpy(np.stack([music_features(to_feature_rate(w, rate)) for w in waves]))
         with torch.inference_mode():
             return float((clap.model.embed_media(feats) * texts).sum(-1).mean())
 

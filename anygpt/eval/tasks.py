@@ -278,8 +278,7 @@ def eval_t2i(run: Run) -> dict:
     prompts = [it["prompt"] if "prompt" in it else it["captions"][0] for it in items]  # off-world: own words
     replies = [generate(run.bundle, "t2i", text, seed=run.seed + i) for i, text in enumerate(prompts)]
     judge = ImageJudge.load()
-    clip = ContrastiveJudge.load("clip")
-    clip._image_judge = judge  # as calibrate_images: the CLIP analog reads the image judge's features
+    clip = ContrastiveJudge.load("clip", image_judge=judge)  # the CLIP analog reads the image judge's features
     truths = [it["attributes"] for it in items]
     novel = [i for i, t in enumerate(truths) if t.get("novel_combination")]
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from anygpt.data.pipeline.packing import IGNORE, Batch
 from anygpt.errors import AnyGPTError
-from anygpt.train import checkpoint
+from anygpt.train import checkpoint, schedule
 from anygpt.train.conditioning import conditioning_gaps, gap_pairs
 from anygpt.train.data import BatchPlan, PackedRows, Prefetcher, step_batches, val_batches
 from anygpt.train.finetune import apply_lora, merged, trainable_parameters
@@ -34,11 +34,8 @@ from anygpt.train.recipe import TrainConfig
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     """Linear warmup over warmup_ratio of the steps, then cosine down to lr * min_lr_ratio."""
-    warm = math.ceil(cfg.warmup_ratio * total)
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    progress = (step - warm) / max(1, total - warm)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return schedule.lr_at(step, lr=cfg.lr, steps=total, warmup=math.ceil(cfg.warmup_ratio * total),
+                          floor=cfg.min_lr_ratio)
 
 
 def forward_logits(model, batch: Batch, isolation: str) -> torch.Tensor:
@@ -162,7 +159,8 @@ def train(cfg: TrainConfig, *, log=None, bundle=None) -> dict:
     start, tokens_seen = 0, 0
     ckpt = checkpoint.latest(out) if cfg.resume else None
     if ckpt is not None:
-        state = checkpoint.load(accelerator, ckpt)
+        accelerator.load_state(str(ckpt))
+        state = checkpoint.read_state(ckpt)
         start, tokens_seen = state["step"], state["tokens_seen"]
         if state.get("total_steps", total) != total:
             raise AnyGPTError(f"{ckpt}: saved for {state['total_steps']} steps, this run has {total}")
@@ -170,6 +168,11 @@ def train(cfg: TrainConfig, *, log=None, bundle=None) -> dict:
             raise AnyGPTError(f"{ckpt}: saved with {state['rows_per_step']} rows per step (micro_batch x grad_accum x "
                               f"processes), this run has {plan.rows_per_step}: the data order would differ")
         say(f"train: resuming from {ckpt} at step {start}")
+
+    def save(step: int, state: dict) -> None:
+        checkpoint.save(out, step, state, lambda folder: accelerator.save_state(str(folder)),
+                        keep=cfg.keep_checkpoints, main=main, barrier=accelerator.wait_for_everyone)
+
     metrics = Metrics(out, enabled=main, tensorboard=cfg.tensorboard, resume_step=start if ckpt else None)
     say(f"train: {cfg.stage}, {len(rows)} rows x <= {rows.max_len} tokens ({rows.tokens:,} tokens), "
         f"{total} steps of {plan.rows_per_step} rows on {world} process(es), device {accelerator.device}, "
@@ -202,8 +205,7 @@ def train(cfg: TrainConfig, *, log=None, bundle=None) -> dict:
         for step in range(start, total):
             _, micro = prefetch.get()
             lr = lr_at(step, total, cfg)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
+            schedule.set_lr(optimizer, lr)
             n_local = torch.tensor(float(sum(b.num_labels for b in micro)), device=accelerator.device)
             n_global = accelerator.reduce(n_local, "sum").clamp(min=1)
             loss_sum = torch.zeros((), device=accelerator.device)
@@ -241,7 +243,7 @@ def train(cfg: TrainConfig, *, log=None, bundle=None) -> dict:
             state = {"tokens_seen": tokens_seen, "total_steps": total, "rows_per_step": plan.rows_per_step,
                      "config": cfg.to_dict()}
             if cfg.save_every and done % cfg.save_every == 0 and done != total:
-                checkpoint.save(accelerator, out, done, state, cfg.keep_checkpoints)
+                save(done, state)
             if cfg.stop_after and done - start >= cfg.stop_after and done != total:
                 stopped = True
                 say(f"train: stopping after {cfg.stop_after} steps (stop_after)")
@@ -252,9 +254,8 @@ def train(cfg: TrainConfig, *, log=None, bundle=None) -> dict:
                "tokens_seen": tokens_seen, "first_eval": first_eval, "stopped": stopped}
     if not stopped:
         last_eval = eval_now(total)
-        checkpoint.save(accelerator, out, total, {"tokens_seen": tokens_seen, "total_steps": total,
-                                                  "rows_per_step": plan.rows_per_step, "config": cfg.to_dict()},
-                        cfg.keep_checkpoints)
+        save(total, {"tokens_seen": tokens_seen, "total_steps": total, "rows_per_step": plan.rows_per_step,
+                     "config": cfg.to_dict()})
         if cfg.export:
             summary["bundle"] = str(export_bundle(accelerator, model, bundle, out / "bundle"))
         if main:

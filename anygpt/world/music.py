@@ -27,6 +27,7 @@ import numpy as np
 from anygpt.world import tables
 from anygpt.world.words import article, capitalise
 from anygpt.errors import AnyGPTError
+from anygpt.labels import MAJOR_PROFILE, MINOR_PROFILE, TONIC_NAMES, tempo_word
 
 TICKS_PER_QUARTER = 480
 DRUM_CHANNEL = 9  # GM channel 10 is percussion: never give a melodic part to it
@@ -221,17 +222,8 @@ def _part_notes(part, index: int) -> list[tuple[float, float, int, int]]:
     return [tuple(note) for note in notes]
 
 
-# Aarden-Essen key profiles (tonic first), from folk-song statistics; with them this finds the same
-# key as music21's analyze("key") at a fraction of the cost.
-MAJOR_PROFILE = (17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587, 0.291248, 22.062, 0.145624, 8.15494,
-                 0.232998, 4.95122)
-MINOR_PROFILE = (18.2648, 0.737619, 14.0499, 16.8599, 0.702494, 14.4362, 0.702494, 18.6161, 4.56621, 1.93186,
-                 7.37619, 1.75623)
-# How each tonic is usually spelt in each mode (fewest accidentals in the key signature).
-TONIC_NAMES = {
-    "major": ("C", "D-flat", "D", "E-flat", "E", "F", "F-sharp", "G", "A-flat", "A", "B-flat", "B"),
-    "minor": ("C", "C-sharp", "D", "E-flat", "E", "F", "F-sharp", "G", "G-sharp", "A", "B-flat", "B"),
-}
+# The Aarden-Essen key profiles (anygpt.labels, shared with the music judge); with them this finds the
+# same key as music21's analyze("key") at a fraction of the cost.
 
 
 def find_key(notes) -> tuple[str, str]:
@@ -334,13 +326,6 @@ def _vlq(value: int) -> bytes:
 
 # ----------------------------------------------------------------------------------------------
 # Attributes and captions
-
-
-def tempo_word(bpm: float) -> str:
-    for limit, word in music_table()["tempo_classes"]:
-        if bpm < limit:
-            return word
-    raise ValueError(bpm)
 
 
 def source_label(piece: Piece) -> str:

@@ -7,6 +7,6 @@
                                                                   renderer, voice.py, or a small SoundStorm)
     small-music   32 kHz     -> (4, T) codes of 2048 at 50 Hz     audio.py (4-layer RVQ)
 
-Training and evaluation: train.py (one recipe per codec), train_common.py (checkpoint, resume,
-progress, metrics, loss plot, export), command.py (`anygpt codecs train|eval ...`).
+Training and evaluation live in anygpt/train/codecs/ (recipes, loop, export, probe); command.py here
+(`anygpt codecs train|eval|probe|ship ...`) dispatches to them.
 """

@@ -94,7 +94,7 @@ def register(subparsers) -> None:
 def _train(args) -> int:
     import torch
 
-    from anygpt.codecs.small import train
+    from anygpt.train.codecs import recipes as train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -120,7 +120,7 @@ def _train(args) -> int:
 def _eval(args) -> int:
     import torch
 
-    from anygpt.codecs.small import train
+    from anygpt.train.codecs import recipes as train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -133,8 +133,8 @@ def _eval(args) -> int:
 def _probe(args) -> int:
     import torch
 
-    from anygpt.codecs.small.probe import layer1_probe
-    from anygpt.codecs.small.train_common import load_codec_dir
+    from anygpt.train.codecs.export import load_codec_dir
+    from anygpt.train.codecs.probe import layer1_probe
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -144,7 +144,7 @@ def _probe(args) -> int:
 
 
 def _ship(args) -> int:
-    from anygpt.codecs.small.train_common import ship_codecs
+    from anygpt.train.codecs.export import ship_codecs
 
     exports = {k: getattr(args, k) for k in ("image", "speech", "music") if getattr(args, k)}
     if len(exports) < 3 and not args.base:

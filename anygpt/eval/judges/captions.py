@@ -18,14 +18,14 @@ from __future__ import annotations
 import functools
 import re
 
-from anygpt.world import tables
+from anygpt.labels import scene_table
 
 COUNT_WORDS = {"one": 1, "single": 1, "a": 1, "an": 1, "two": 2, "three": 3, "four": 4, "1": 1, "2": 2, "3": 3, "4": 4}
 
 
 @functools.cache
 def _patterns() -> dict:
-    t = tables.load("scenes")
+    t = scene_table()
     alt = lambda words: "|".join(sorted((re.escape(w) for w in words), key=len, reverse=True))
     shapes = {name: name for name in t["shapes"]} | {v["plural"]: name for name, v in t["shapes"].items()}
     phrases = {v[2]: name for name, v in t["positions"].items()}

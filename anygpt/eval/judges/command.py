@@ -3,7 +3,7 @@ the shipped weights). The main CLI calls `register(eval_subparsers)` and `regist
 
     anygpt eval judges --world out/world [--json] [--limit N] [--kinds images speech music]
     anygpt eval judges-train --world out/judge-train-world --out anygpt/eval/judges/weights
-        (the same as `python -m anygpt.eval.judges.train ...`)
+        (the same as `python -m anygpt.train.judges ...`)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from anygpt.eval.judges.calibrate import KINDS
+from anygpt.train.judges.calibrate import KINDS
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -33,9 +33,9 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anygpt.world.reader import load_manifest
     from anygpt.errors import AnyGPTError
-    from anygpt.eval.judges.calibrate import calibrate
+    from anygpt.train.judges.calibrate import calibrate
+    from anygpt.world import load_manifest
 
     if args.limit is not None and args.limit < 2:
         raise AnyGPTError("--limit must be at least 2 (similarities need pairs)")
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register_train(subparsers) -> argparse.ArgumentParser:
-    from anygpt.eval.judges import train
+    from anygpt.train.judges import build as train
 
     parser = subparsers.add_parser(
         "judges-train", help="rebuild the judges' shipped weights from a seed",

@@ -105,18 +105,20 @@ def build_contrastive(config: ContrastiveConfig):
 
 
 class ContrastiveJudge:
-    def __init__(self, model, config: ContrastiveConfig, vocab: list[str]):
+    def __init__(self, model, config: ContrastiveConfig, vocab: list[str], image_judge=None):
+        """image_judge: the ImageJudge whose features the clip tower reads (None: the shipped one, loaded
+        when first needed)."""
         self.model, self.config, self.vocab = model.eval(), config, vocab
-        self._image_judge = None
+        self._image_judge = image_judge
 
     @classmethod
-    def load(cls, kind: str, folder=None) -> ContrastiveJudge:
+    def load(cls, kind: str, folder=None, image_judge=None) -> ContrastiveJudge:
         from anygpt.eval.judges.checkpoint import load_module
 
         if kind not in WEIGHTS:
             raise ValueError(f"unknown contrastive judge {kind!r}: choose from {', '.join(WEIGHTS)}")
         model, config, extra = load_module(WEIGHTS[kind], ContrastiveConfig, build_contrastive, folder)
-        return cls(model, config, extra["vocab"])
+        return cls(model, config, extra["vocab"], image_judge)
 
     def media_features(self, media, sample_rate: int | None = None):
         """Images (clip) or waveforms at sample_rate (clap) -> (B, media_dim) input features."""
@@ -128,11 +130,11 @@ class ContrastiveJudge:
 
                 self._image_judge = ImageJudge.load()
             return image_features(self._image_judge.model, media)
-        from anygpt.eval.judges.music import _resample, music_features
+        from anygpt.eval.judges.music import music_features, to_feature_rate
 
         if sample_rate is None:
             raise ValueError("clap needs the waveforms' sample_rate")
-        return torch.from_numpy(np.stack([music_features(_resample(w, sample_rate)) for w in media]))
+        return torch.from_numpy(np.stack([music_features(to_feature_rate(w, sample_rate)) for w in media]))
 
     def embed_media(self, media, sample_rate: int | None = None):
         import torch
@@ -183,106 +185,3 @@ def clip_score(images, texts: list[str], judge: ContrastiveJudge | None = None) 
 
 def clap_score(waveforms, texts: list[str], sample_rate: int, judge: ContrastiveJudge | None = None) -> list[float]:
     return (judge or ContrastiveJudge.load("clap")).score(waveforms, texts, sample_rate)
-
-
-# ---------------------------------------------------------------------------------------------
-# Training (train.py calls these)
-
-
-def _fit(config: ContrastiveConfig, features, captions_per_item: list[list[str]], vocab: list[str], seed: int,
-         epochs: int, batch: int = 128, lr: float = 2e-3, log=print):
-    """Contrastive training; each step pairs every item with one of its captions, drawn at random."""
-    import torch
-
-    torch.manual_seed(seed)
-    model = build_contrastive(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    rng = np.random.default_rng(seed)
-    n = len(features)
-    steps, step = epochs * max(1, n // batch), 0
-    for epoch in range(epochs):
-        model.train()
-        order = rng.permutation(n)
-        total = 0.0
-        for b in range(max(1, n // batch)):
-            idx = order[b * batch:(b + 1) * batch]
-            texts = [captions_per_item[i][rng.integers(len(captions_per_item[i]))] for i in idx]
-            loss = model.loss(features[torch.from_numpy(idx)], encode_texts(texts, vocab))
-            for group in optimizer.param_groups:
-                group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
-            step += 1
-        if (epoch + 1) % max(1, epochs // 5) == 0:
-            log(f"{config.kind}: epoch {epoch + 1}/{epochs} loss {total / max(1, n // batch):.4f}")
-    return model.eval()
-
-
-def _held_out_top1(model, features, captions: list[str], vocab: list[str]) -> float:
-    import torch
-
-    with torch.inference_mode():
-        return retrieval_top1(model.embed_media(features), model.text(encode_texts(captions, vocab)), captions)
-
-
-def train_clip(out, seed: int, n_scenes: int = 8_000, epochs: int = 30, log=print) -> dict:
-    import random
-    import time
-
-    import torch
-
-    from anygpt.world import scenes
-    from anygpt.eval.judges.checkpoint import save_module
-    from anygpt.eval.judges.image import ImageJudge
-    from anygpt.eval.judges.train import render_training_scenes
-
-    start = time.monotonic()
-    image_model = ImageJudge.load(out).model
-    images, attributes = render_training_scenes(n_scenes, random.Random(seed + 2))
-    held_images, held_attributes = render_training_scenes(500, random.Random(seed + 3))
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-    features = image_features(image_model, x)
-    held = image_features(image_model, torch.from_numpy(held_images).permute(0, 3, 1, 2).float() / 255.0)
-    captions = [scenes.caption_scene(a) for a in attributes]
-    vocab = build_vocab([c for cs in captions for c in cs])
-    config = ContrastiveConfig(kind="clip", media_dim=features.shape[1], vocab_size=len(vocab))
-    log(f"clip: {n_scenes} scenes and features in {time.monotonic() - start:.0f} s, vocab {len(vocab)}")
-    model = _fit(config, features, captions, vocab, seed, epochs, log=log)
-    top1 = _held_out_top1(model, held, [scenes.caption_scene(a)[0] for a in held_attributes], vocab)
-    save_module(model, config, out / WEIGHTS["clip"], extra={"vocab": vocab, "seed": seed})
-    return {"seconds": round(time.monotonic() - start), "held_out_render_top1_of_500": top1}
-
-
-def music_split_features(world, split: str, limit: int | None = None):
-    """(features (N, FEATURE_DIM), captions per clip, attributes) of a world's music split."""
-    import torch
-
-    from anygpt.world.reader import iter_items
-    from anygpt.eval.judges.music import _resample, music_features
-
-    feats, captions, attributes = [], [], []
-    for i, item in enumerate(iter_items(world, "music", split)):
-        if limit is not None and i >= limit:
-            break
-        feats.append(music_features(_resample(item["waveform"], item["sample_rate"])))
-        captions.append(list(item["captions"]))
-        attributes.append(item["attributes"])
-    return torch.from_numpy(np.stack(feats)), captions, attributes
-
-
-def train_clap(world, out, seed: int, epochs: int = 60, log=print, cache: dict | None = None) -> dict:
-    import time
-
-    from anygpt.eval.judges.checkpoint import save_module
-    from anygpt.eval.judges.music import FEATURE_DIM
-
-    start = time.monotonic()
-    features, captions, _ = cache["train"] if cache else music_split_features(world, "train")
-    vocab = build_vocab([c for cs in captions for c in cs])
-    config = ContrastiveConfig(kind="clap", media_dim=FEATURE_DIM, vocab_size=len(vocab))
-    model = _fit(config, features, captions, vocab, seed, epochs, batch=64, log=log)
-    report = {"seconds": round(time.monotonic() - start), "train_clips": len(features)}
-    save_module(model, config, out / WEIGHTS["clap"], extra={"vocab": vocab, "seed": seed})
-    return report

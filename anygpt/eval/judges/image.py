@@ -14,7 +14,7 @@ background's colour and pattern; objects come out in reading order, as the world
         -> global mean                                         -> (B, C)      -> background head
 
 It is trained on fresh renders of scenes drawn with every colour-shape pair allowed (the world's
-held-out pairs included: a judge must recognise them), never on world items (train.py).
+held-out pairs included: a judge must recognise them), never on world items (anygpt/train/judges/image.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anygpt.world import tables
+from anygpt.labels import scene_table
 
 WEIGHTS_FILE = "image_attributes.safetensors"
 IMAGE_SIDE = 64  # the judge sees every image at the world's size
@@ -35,7 +35,7 @@ PATCH = 7  # feature pixels per side read around each cell centre: 28 image pixe
 @functools.cache
 def vocabularies() -> dict[str, list[str]]:
     """Class names of every head, in a fixed order (the order of the output logits)."""
-    t = tables.load("scenes")
+    t = scene_table()
     positions = sorted(t["positions"], key=lambda p: (t["positions"][p][1], t["positions"][p][0]))
     return {"shape": sorted(t["shapes"]), "colour": sorted(t["colours"]), "size": ["small", "medium", "large"],
             "pattern": ["solid", "striped", "dotted"], "position": positions,
@@ -91,7 +91,7 @@ def cell_grid():
     """(1, 9*P, P, 2) grid_sample coordinates: a PxP patch of feature pixels around each cell centre."""
     import torch
 
-    t = tables.load("scenes")
+    t = scene_table()
     centres = t["cell_centres"]
     offsets = (torch.arange(PATCH, dtype=torch.float32) - (PATCH - 1) / 2) / FEATURE_SIDE  # image fractions
     patches = []

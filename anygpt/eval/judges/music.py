@@ -9,7 +9,7 @@
     key, mode       mean chroma (CQT) correlated with the 24 rotated key profiles the world labels
                     its scores with (Krumhansl-Schmuckler), no training
     family          a small MLP over clip statistics of log-mel, chroma and onset features
-                    (music_features), trained on the world's music train split (train.py);
+                    (music_features), trained on the world's music train split (anygpt/train/judges/music.py);
                     it also names the GM instrument
 
 Everything runs at FEATURE_RATE: enough for timbre up to 8 kHz, half the cost of 32 kHz.
@@ -17,11 +17,19 @@ Everything runs at FEATURE_RATE: enough for timbre up to 8 kHz, half the cost of
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 
+from anygpt.labels import (
+    MAJOR_PROFILE,
+    MINOR_PROFILE,
+    PITCH_CLASSES,
+    TONIC_NAMES,
+    instrument_classes,
+    instrument_family,
+    tempo_word,
+)
 from anygpt.media import as_waveform
 
 WEIGHTS_FILE = "music_family.safetensors"
@@ -30,20 +38,15 @@ N_FFT = 1024  # 64 ms window
 HOP = 256  # 16 ms hop: 62.5 frames per second
 N_MELS = 64
 TEMPO_TOLERANCE = 0.08  # MIREX: an estimate within 8 % of the truth is right
-PITCH_CLASSES = {"C": 0, "C-sharp": 1, "D-flat": 1, "D": 2, "D-sharp": 3, "E-flat": 3, "E": 4, "F": 5,
-                 "F-sharp": 6, "G-flat": 6, "G": 7, "G-sharp": 8, "A-flat": 8, "A": 9, "A-sharp": 10,
-                 "B-flat": 10, "B": 11}
 
 
-@functools.cache
 def music_classes() -> dict[str, list[str]]:
-    from anygpt.world.music import music_table
-
-    instruments = music_table()["instruments"]
-    return {"family": sorted({i["family"] for i in instruments}), "instrument": [i["name"] for i in instruments]}
+    """Class names of the family and instrument heads, in logit order."""
+    return instrument_classes()
 
 
-def _resample(wav, sample_rate: int) -> np.ndarray:
+def to_feature_rate(wav, sample_rate: int) -> np.ndarray:
+    """A waveform at sample_rate -> float32 at FEATURE_RATE, as every feature here reads it."""
     wav = as_waveform(wav, sample_rate)
     if sample_rate != FEATURE_RATE:
         import soxr
@@ -106,8 +109,6 @@ def estimate_tempo(wav: np.ndarray) -> float:
 
 def estimate_key(wav: np.ndarray) -> tuple[str, str]:
     """(tonic, mode): mean chroma correlated with the world's 24 rotated key profiles."""
-    from anygpt.world.music import MAJOR_PROFILE, MINOR_PROFILE, TONIC_NAMES
-
     histogram = chroma(wav).mean(axis=1).astype(np.float64)
     best = (-2.0, "C", "major")
     for mode, profile in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE)):
@@ -148,14 +149,11 @@ class MusicJudge:
     def __init__(self, model, config: MusicJudgeConfig):
         import torch
 
-        from anygpt.world.music import music_table
-
         self.model, self.config = model.eval(), config
         classes = music_classes()
-        family_of = {i["name"]: i["family"] for i in music_table()["instruments"]}
         self._family_of_instrument = torch.zeros(len(classes["instrument"]), len(classes["family"]))  # (I, F)
         for k, name in enumerate(classes["instrument"]):
-            self._family_of_instrument[k, classes["family"].index(family_of[name])] = 1.0
+            self._family_of_instrument[k, classes["family"].index(instrument_family(name))] = 1.0
 
     @classmethod
     def load(cls, folder=None) -> MusicJudge:
@@ -167,12 +165,10 @@ class MusicJudge:
     def attributes(self, waveforms, sample_rate: int) -> list[dict]:
         import torch
 
-        from anygpt.world.music import tempo_word
-
         classes = music_classes()
         out = []
         for wav in waveforms:
-            wav = _resample(wav, sample_rate)
+            wav = to_feature_rate(wav, sample_rate)
             with torch.inference_mode():
                 family, instrument = self.model(torch.from_numpy(music_features(wav))[None])
             tempo = estimate_tempo(wav)
@@ -210,37 +206,3 @@ def music_attribute_accuracy(predicted: list[dict], truth: list[dict]) -> dict[s
         hits["family"] += p["family"] == t["family"]
         hits["instrument"] += p["instrument"] == t["instrument"]
     return {name: hits[name] / max(1, len(truth)) for name in MUSIC_ATTRIBUTES}
-
-
-def train_family(world, out, seed: int, epochs: int = 300, log=print, cache: dict | None = None) -> dict:
-    """Fit the family/instrument MLP on the world's music train split (features computed once)."""
-    import time
-
-    import torch
-    import torch.nn.functional as F
-
-    from anygpt.eval.judges.checkpoint import save_module
-    from anygpt.eval.judges.contrastive import music_split_features
-
-    start = time.monotonic()
-    features, _, attributes = cache["train"] if cache else music_split_features(world, "train")
-    classes = music_classes()
-    family = torch.tensor([classes["family"].index(a["family"]) for a in attributes])
-    instrument = torch.tensor([classes["instrument"].index(a["instrument"]) for a in attributes])
-    torch.manual_seed(seed)
-    config = MusicJudgeConfig()
-    model = build_family_model(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-3)
-    generator = torch.Generator().manual_seed(seed)
-    for epoch in range(epochs):  # full batch: a few hundred clips
-        model.train()
-        noisy = features + 0.03 * torch.randn(features.shape, generator=generator)
-        fam_logits, ins_logits = model(noisy)
-        loss = F.cross_entropy(fam_logits, family) + F.cross_entropy(ins_logits, instrument)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if (epoch + 1) % 100 == 0:
-            log(f"music: epoch {epoch + 1}/{epochs} loss {float(loss.detach()):.4f}")
-    save_module(model.eval(), config, out / WEIGHTS_FILE, extra={"seed": seed})
-    return {"seconds": round(time.monotonic() - start), "train_clips": len(features)}

@@ -21,6 +21,7 @@ from anygpt.media import as_waveform
 ASR_SAMPLE_RATE = 16_000  # pocketsphinx's en-us acoustic model is trained on 16 kHz speech
 SPEAKER_SAMPLE_RATE = 16_000  # resemblyzer.hparams.sampling_rate
 INT16_MAX = 32767
+LM_FILE, DICT_FILE = "world.lm", "world.dict"  # the closed-vocabulary LM shipped in weights/
 
 # CMUdict spells American English; the world (and our captions) spell British. Map British
 # spellings to the dictionary's before scoring, so a correct recognition is not a substitution.
@@ -63,7 +64,6 @@ def _decoder(lm: str):
         return Decoder(samprate=ASR_SAMPLE_RATE, loglevel="FATAL")
     if lm != "world":
         raise ValueError(f"unknown ASR language model {lm!r}: choose 'world' or 'generic'")
-    from anygpt.eval.judges.asr_lm import DICT_FILE, LM_FILE
     from anygpt.eval.judges.weights import weights_dir
 
     folder = weights_dir()
@@ -82,7 +82,7 @@ def _resample(wav, sample_rate: int, target: int) -> np.ndarray:
 def asr(waveforms, sample_rate: int, *, lm: str = "world") -> list[str]:
     """Transcribe each waveform (float, any rate) with pocketsphinx; lower-case words, no punctuation.
 
-    lm="world": the shipped closed-vocabulary bigram LM over the sentence grammar (asr_lm.py), WER
+    lm="world": the shipped closed-vocabulary bigram LM over the sentence grammar (anygpt/train/judges/asr_lm.py), WER
     about 0.1 on ground-truth world speech; lm="generic": pocketsphinx's own LM, about 0.4.
     """
     decoder = _decoder(lm)

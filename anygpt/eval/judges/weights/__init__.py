@@ -1,6 +1,6 @@
 """The judges' shipped weights (safetensors) and ASR language model; `weights_dir()` finds them.
 
-Rebuild them all with `python -m anygpt.eval.judges.train --world DIR --out anygpt/eval/judges/weights`.
+Rebuild them all with `anygpt eval judges-train --world DIR --out anygpt/eval/judges/weights`.
 """
 
 from pathlib import Path
@@ -16,5 +16,5 @@ def weights_path(name: str, folder: str | Path | None = None) -> Path:
     path = Path(folder) / name if folder is not None else weights_dir() / name
     if not path.is_file():
         raise AnyGPTError(f"judge weights {path} are missing: rebuild them with "
-                          "`python -m anygpt.eval.judges.train --world DIR --out anygpt/eval/judges/weights`")
+                          "`anygpt eval judges-train --world DIR --out anygpt/eval/judges/weights`")
     return path

@@ -1,4 +1,4 @@
-"""One training recipe per small codec, and their evaluations, on the offline world.
+"""One training recipe per small codec, and their evaluations, on the offline world (`anygpt codecs train|eval`).
 
     train_image(world, TrainConfig)       world images -> small-image
     train_speech(world, TrainConfig)      world speech (+ flite's phone alignments for layer 1) -> small-speech
@@ -8,7 +8,7 @@
     train_voice(world, TrainConfig)       a trained phone-unit small-speech (cfg.codec) -> its voice renderer
     evaluate(kind, codec_dir, world)      reconstruction, code usage, layer-1 phone accuracy, SoundStorm accuracy
 
-Every recipe writes OUT/ as described in train_common and exports OUT/export/ (codec.json +
+Every recipe writes OUT/ as described in loop.py and exports OUT/export/ (codec.json +
 weights.safetensors), which `load_codec_dir` or a bundle's CodecSlot loads through the registry.
 
 SoundStorm is trained as in the SoundStorm paper: for each step one level q is drawn (low levels
@@ -23,15 +23,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anygpt.codecs.small import train_common as tc
 from anygpt.codecs.small.audio import (
     PHONES,
     SmallMusicCodec,
@@ -46,60 +43,22 @@ from anygpt.codecs.small.image import (
     tensor_to_image,
 )
 from anygpt.errors import AnyGPTError
-
-KINDS = ("image", "scene", "speech", "music", "soundstorm", "voice")
-CODEC_NAMES = {"image": "small-image", "scene": "small-scene", "speech": "small-speech", "music": "small-music",
-               "soundstorm": "small-speech", "voice": "small-speech"}
-WORLD_KIND = {"image": "images", "scene": "images", "speech": "speech", "music": "music", "soundstorm": "speech",
-              "voice": "speech"}
-
-
-@dataclass
-class TrainConfig:
-    """A recipe's settings; `codec` holds the codec's constructor arguments (soundstorm: the path of
-    a trained small-speech export instead)."""
-
-    kind: str
-    out: str
-    steps: int
-    batch: int
-    lr: float
-    warmup: int = 50
-    save_every: int = 200
-    seed: int = 0
-    split: str = "train"
-    max_items: int | None = None  # read at most this many world items (None: all)
-    crop_seconds: float = 2.0  # speech, music: training crop (shorter clips are padded)
-    content_weight: float = 1.0  # speech: phone cross-entropy of the layer-1 content head
-    mel_weight: float = 0.0  # speech, music: L1 of log mel-band power of the predicted magnitudes
-    commit_weight: float = 0.25
-    max_frames: int = 250  # soundstorm, voice: longest training sequence (5 s)
-    vq_warmup: int = 0  # speech, music: steps that skip quantization before the codebooks are seeded
-    export_dtype: str = "float16"
-    init_from: str = ""  # speech: a trained export whose layer 1 (content encoder, codebook, head) is kept frozen;
-    # music: a trained export whose codes are kept (encoder, layer 1, codebooks frozen): the decoder trains
-    codec: dict | str = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-DEFAULTS: dict[str, dict[str, Any]] = {  # per kind: steps, batch, lr (what a full run uses)
-    "image": {"steps": 4000, "batch": 32, "lr": 2e-3},
-    "scene": {"steps": 3000, "batch": 32, "lr": 2e-3},
-    "speech": {"steps": 2000, "batch": 16, "lr": 1e-3, "crop_seconds": 2.0, "vq_warmup": 200},
-    "music": {"steps": 2000, "batch": 16, "lr": 1e-3, "crop_seconds": 2.0, "vq_warmup": 200},
-    "soundstorm": {"steps": 3000, "batch": 8, "lr": 1e-3, "max_frames": 150},
-    "voice": {"steps": 2000, "batch": 12, "lr": 1e-3, "max_frames": 100},
-}
-
-
-def default_config(kind: str, out: str, **overrides: Any) -> TrainConfig:
-    if kind not in KINDS:
-        raise AnyGPTError(f"unknown codec kind {kind!r}: choose from {', '.join(KINDS)}")
-    values = {**DEFAULTS[kind], **{k: v for k, v in overrides.items() if v is not None}}
-    return TrainConfig(kind=kind, out=str(out), **values)
-
+from anygpt.train.checkpoint import atomic_write
+from anygpt.train.codecs import loop as tc
+from anygpt.train.codecs.config import (
+    CODEC_NAMES,
+    KINDS,
+    TrainConfig,
+    adamw,
+    default_config,
+    export_run,
+    finished,
+    loop_spec,
+    run_config,
+)
+from anygpt.train.codecs.export import CODEC_JSON, WEIGHTS, load_codec_dir
+from anygpt.train.codecs.scene import train_scene
+from anygpt.world import iter_items, music_table, phone_alignment
 
 # ---------------------------------------------------------------------------------------------
 # Data: the world read once into memory; step s's batch is drawn from a generator seeded by (seed, s)
@@ -107,8 +66,6 @@ def default_config(kind: str, out: str, **overrides: Any) -> TrainConfig:
 
 def load_images(world: str | Path, split: str, max_items: int | None) -> torch.Tensor:
     """World images -> uint8 (N, 3, 64, 64)."""
-    from anygpt.world.reader import iter_items
-
     out = []
     for item in iter_items(world, "images", split):
         out.append(torch.from_numpy(np.array(item["image"].convert("RGB"), dtype=np.uint8)).permute(2, 0, 1))
@@ -122,8 +79,6 @@ def load_images(world: str | Path, split: str, max_items: int | None) -> torch.T
 def load_audio_items(world: str | Path, kind: str, split: str, max_items: int | None, sample_rate: int) -> list[dict]:
     """World speech or music -> [{"wav": float32 (L,), "text", "speaker", "rate": speaking-rate word,
     "instrument": music's instrument name}]."""
-    from anygpt.world.reader import iter_items
-
     out = []
     for item in iter_items(world, kind, split):
         if item["sample_rate"] != sample_rate:
@@ -146,8 +101,6 @@ def load_audio_items(world: str | Path, kind: str, split: str, max_items: int | 
 def phone_labels(item: dict, frames: int, frame_rate: float) -> torch.Tensor:
     """The phone (index in PHONES) at the centre of each of `frames` code frames of a world utterance,
     from flite's alignment of its sentence in its voice: (frames,) long."""
-    from anygpt.world.speech import phone_alignment
-
     ends, names = [], []
     for phone, end in phone_alignment(item["text"], item["speaker"], item["rate"]):
         names.append(PHONES.index(phone) if phone in PHONES else 0)
@@ -165,7 +118,7 @@ def attach_phone_labels(items: list[dict], hop: int, frame_rate: float, cache: P
         labels = [phone_labels(it, math.ceil(len(it["wav"]) / hop), frame_rate) for it in items]
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tc._atomic_save(labels, cache)
+            atomic_write(cache, lambda tmp: torch.save(labels, tmp))
     for item, lab in zip(items, labels, strict=True):
         item["phones"] = lab
 
@@ -202,30 +155,13 @@ def crop_batch(items: list[dict], rng: np.random.Generator, batch: int, frames: 
 # Recipes
 
 
-def _spec(cfg: TrainConfig, stop_after: int | None, progress: bool, resume: bool) -> tc.LoopSpec:
-    spec = tc.LoopSpec(out=Path(cfg.out), steps=cfg.steps, lr=cfg.lr, warmup=min(cfg.warmup, cfg.steps),
-                       save_every=cfg.save_every, seed=cfg.seed, stop_after=stop_after, progress=progress)
-    spec.resume = resume
-    return spec
-
-
-def _optimizer(module: torch.nn.Module, cfg: TrainConfig, betas: tuple[float, float],
-               weight_decay: float = 0.0) -> tuple[list[torch.nn.Parameter], torch.optim.AdamW]:
-    params = [p for p in module.parameters() if p.requires_grad]
-    return params, torch.optim.AdamW(params, lr=cfg.lr, betas=betas, weight_decay=weight_decay)
-
-
-def _finish(codec, cfg: TrainConfig, name: str) -> Path:
-    return tc.export_codec(codec, name, Path(cfg.out) / tc.EXPORT, dtype=cfg.export_dtype)
-
-
 def train_image(world: str | Path, cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = True,
                 resume: bool = True, images: torch.Tensor | None = None) -> list[dict]:
     codec = SmallImageCodec(**dict(cfg.codec))
     data = images if images is not None else load_images(world, cfg.split, cfg.max_items)  # (N, 3, 64, 64) uint8
     net = codec.net
-    params, opt = _optimizer(net, cfg, (0.9, 0.99))
-    spec = _spec(cfg, stop_after, progress, resume)
+    params, opt = adamw(net, cfg, (0.9, 0.99))
+    spec = loop_spec(cfg, stop_after, progress, resume)
 
     def step(s: int, lr: float) -> dict[str, float]:
         rng = tc.step_rng(cfg.seed, s)
@@ -238,26 +174,17 @@ def train_image(world: str | Path, cfg: TrainConfig, *, stop_after: int | None =
         return {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "commit": commit.item(),
                 "codes_used": used}
 
-    rows = tc.train_loop(net, step, spec, optimizer=opt, config=_config_json(cfg, codec), title="small-image")
-    if _finished(cfg):
-        _finish(codec, cfg, "small-image")
+    rows = tc.train_loop(net, step, spec, optimizer=opt, config=run_config(cfg, codec), title="small-image")
+    if finished(cfg):
+        export_run(codec, cfg, "small-image")
     return rows
-
-
-def _config_json(cfg: TrainConfig, codec) -> dict:
-    return {"train": cfg.to_dict(), "codec": codec.config()}
-
-
-def _finished(cfg: TrainConfig) -> bool:
-    state = Path(cfg.out) / tc.CHECKPOINT
-    return state.is_file() and int(torch.load(state, map_location="cpu", weights_only=True)["step"]) >= cfg.steps
 
 
 def _load_fitting(net, export: str | Path) -> None:
     """Load a trained audio export's network weights wherever they fit (names and shapes)."""
     from safetensors.torch import load_file
 
-    trained = load_file(str(Path(export) / tc.WEIGHTS))
+    trained = load_file(str(Path(export) / WEIGHTS))
     own = net.state_dict()
     fitting = {k[len("net."):]: v.float() for k, v in trained.items()
                if k.startswith("net.") and k[len("net."):] in own and own[k[len("net."):]].shape == v.shape}
@@ -295,8 +222,8 @@ def _audio_recipe(codec, cfg: TrainConfig, data: list[dict], stop_after, progres
         _freeze_layer_one(net, cfg.init_from)
     else:
         net.set_statistics([torch.from_numpy(it["wav"]) for it in data[:256]])  # a checkpoint overrides these
-    params, opt = _optimizer(net, cfg, (0.9, 0.99))
-    spec = _spec(cfg, stop_after, progress, resume)
+    params, opt = adamw(net, cfg, (0.9, 0.99))
+    spec = loop_spec(cfg, stop_after, progress, resume)
     label_key, name = ("labels", "instrument") if net.tonal is not None else ("phones", "phone")
 
     def step(s: int, lr: float) -> dict[str, float]:
@@ -324,9 +251,9 @@ def _audio_recipe(codec, cfg: TrainConfig, data: list[dict], stop_after, progres
         used = out["codes"][:, 0].unique().numel() / codec.codebook_size
         return {"loss": loss.item(), **metrics, "layer1_used": used}
 
-    rows = tc.train_loop(net, step, spec, optimizer=opt, config=_config_json(cfg, codec), title=title)
-    if _finished(cfg):
-        _finish(codec, cfg, title)
+    rows = tc.train_loop(net, step, spec, optimizer=opt, config=run_config(cfg, codec), title=title)
+    if finished(cfg):
+        export_run(codec, cfg, title)
     return rows
 
 
@@ -343,11 +270,9 @@ def train_music(world: str | Path, cfg: TrainConfig, *, stop_after: int | None =
                 resume: bool = True, items: list[dict] | None = None) -> list[dict]:
     options = dict(cfg.codec)
     if cfg.init_from:  # the export's codec, its constructor arguments overridden by --set
-        manifest = json.loads((Path(cfg.init_from) / tc.CODEC_JSON).read_text(encoding="utf-8"))
+        manifest = json.loads((Path(cfg.init_from) / CODEC_JSON).read_text(encoding="utf-8"))
         options = {**manifest["config"], **options}
     if options.get("units") == "tonal" and not options.get("instruments"):  # the world's instruments, in its order
-        from anygpt.world.music import music_table
-
         options["instruments"] = [i["name"] for i in music_table()["instruments"]]
     codec = SmallMusicCodec(**options)
     if items is None:
@@ -401,8 +326,8 @@ def train_soundstorm(world: str | Path, cfg: TrainConfig, *, stop_after: int | N
         codes = _speech_cache(world, cfg, codec, "codes.pt", encode_speech_codes)
     model = codec.soundstorm
     c = model.config
-    params, opt = _optimizer(model, cfg, (0.9, 0.98), weight_decay=0.01)
-    spec = _spec(cfg, stop_after, progress, resume)
+    params, opt = adamw(model, cfg, (0.9, 0.98), weight_decay=0.01)
+    spec = loop_spec(cfg, stop_after, progress, resume)
 
     def step(s: int, lr: float) -> dict[str, float]:
         semantic, acoustic, target, masked, q = soundstorm_batch(
@@ -414,9 +339,9 @@ def train_soundstorm(world: str | Path, cfg: TrainConfig, *, stop_after: int | N
         acc = (logits[masked].argmax(-1) == target[masked]).float().mean()
         return {"loss": loss.item(), "acc": acc.item(), "level": float(q)}
 
-    rows = tc.train_loop(model, step, spec, optimizer=opt, config=_config_json(cfg, codec), title="small-soundstorm")
-    if _finished(cfg):
-        _finish(codec, cfg, "small-speech")
+    rows = tc.train_loop(model, step, spec, optimizer=opt, config=run_config(cfg, codec), title="small-soundstorm")
+    if finished(cfg):
+        export_run(codec, cfg, "small-speech")
     return rows
 
 
@@ -427,14 +352,14 @@ def _speech_cache(world, cfg: TrainConfig, codec: SmallSpeechCodec, name: str, m
         return torch.load(cache, weights_only=True)
     out = make(codec, load_audio_items(world, "speech", cfg.split, cfg.max_items, codec.sample_rate))
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    tc._atomic_save(out, cache)
+    atomic_write(cache, lambda tmp: torch.save(out, tmp))
     return out
 
 
 def _trained_speech(cfg: TrainConfig, kind: str) -> SmallSpeechCodec:
     if not isinstance(cfg.codec, str) or not cfg.codec:
         raise AnyGPTError(f"train {kind}: --codec must name a trained small-speech export directory")
-    return tc.load_codec_dir(cfg.codec)
+    return load_codec_dir(cfg.codec)
 
 
 @torch.no_grad()
@@ -490,8 +415,8 @@ def train_voice(world: str | Path, cfg: TrainConfig, *, stop_after: int | None =
     net, model = codec.net, codec.renderer
     net.requires_grad_(False)
     prompt_frames = int((codec.voice_max_seconds or 3.0) * codec.frame_rate)
-    params, opt = _optimizer(model, cfg, (0.9, 0.99))
-    spec = _spec(cfg, stop_after, progress, resume)
+    params, opt = adamw(model, cfg, (0.9, 0.99))
+    spec = loop_spec(cfg, stop_after, progress, resume)
 
     def step(s: int, lr: float) -> dict[str, float]:
         phones, latent, feats, voices, lengths = voice_batch(data, by_speaker, tc.step_rng(cfg.seed, s), cfg.batch,
@@ -505,16 +430,10 @@ def train_voice(world: str | Path, cfg: TrainConfig, *, stop_after: int | None =
         tc.clip_and_step(loss, params, opt, spec.clip_grad)
         return {"loss": loss.item(), "latent_mse": mse.item(), "spectral": spectral.item()}
 
-    rows = tc.train_loop(model, step, spec, optimizer=opt, config=_config_json(cfg, codec), title="small-voice")
-    if _finished(cfg):
-        _finish(codec, cfg, "small-speech")
+    rows = tc.train_loop(model, step, spec, optimizer=opt, config=run_config(cfg, codec), title="small-voice")
+    if finished(cfg):
+        export_run(codec, cfg, "small-speech")
     return rows
-
-
-def train_scene(world: str | Path, cfg: TrainConfig, **kwargs) -> list[dict]:
-    from anygpt.codecs.small.train_scene import train_scene as recipe
-
-    return recipe(world, cfg, **kwargs)
 
 
 RECIPES = {"image": train_image, "scene": train_scene, "speech": train_speech, "music": train_music,
@@ -535,7 +454,7 @@ def evaluate(kind: str, codec_dir: str | Path, world: str | Path, *, split: str 
              out: str | Path | None = None) -> dict:
     """Metrics of a trained small codec on `n` world items of `split`; samples under `out`."""
     kind = "speech" if kind == "soundstorm" else kind
-    codec = tc.load_codec_dir(codec_dir)
+    codec = load_codec_dir(codec_dir)
     t0 = time.perf_counter()
     out = Path(out) if out else None
     if out:

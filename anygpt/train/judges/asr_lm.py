@@ -22,8 +22,10 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from anygpt.eval.judges.speech import DICT_FILE, LM_FILE, normalise_text
+from anygpt.world import hashed_split, sentence, vocabulary_words
+
 DISCOUNT = 0.5
-LM_FILE, DICT_FILE = "world.lm", "world.dict"
 # Words of the grammar missing from CMUdict, spelt phonetically (ARPAbet, as CMUdict writes them).
 EXTRA_PRONUNCIATIONS = {"cellos": "CH EH L OW Z", "postmen": "P OW S T M AH N",
                         "puppie": "P AH P IY"}
@@ -37,22 +39,16 @@ def cmudict_path() -> Path:
 
 def train_sentences(n: int, seed: int) -> list[str]:
     """n normalised sentences from the grammar, only those whose text hashes to the train split."""
-    from anygpt.world import sentences
-    from anygpt.world.splits import hashed_split
-    from anygpt.eval.judges.speech import normalise_text
-
     rng = random.Random(seed)
     out: list[str] = []
     while len(out) < n:
-        text = sentences.generate(rng).text
+        text = sentence(rng).text
         if hashed_split(text) == "train":
             out.append(normalise_text(text))
     return out
 
 
 def build(out_dir: str | Path, n_sentences: int = 30_000, seed: int = 0) -> dict:
-    from anygpt.world import sentences
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pronunciations: dict[str, list[str]] = {}
@@ -62,11 +58,9 @@ def build(out_dir: str | Path, n_sentences: int = 30_000, seed: int = 0) -> dict
     for word, phones in EXTRA_PRONUNCIATIONS.items():
         pronunciations.setdefault(word, [phones])
 
-    from anygpt.eval.judges.speech import normalise_text
-
     corpus = [s.split() for s in train_sentences(n_sentences, seed)]
     vocab = {w for s in corpus for w in s}
-    vocab |= {w for word in sentences.vocabulary_words() for w in normalise_text(word).split()}
+    vocab |= {w for word in vocabulary_words() for w in normalise_text(word).split()}
     vocab = sorted(w for w in vocab if w in pronunciations)
     known = set(vocab)
 

@@ -18,9 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anygpt.codecs.small import train_common as tc
 from anygpt.codecs.small.scene import BACKGROUND_FACTORS, CELL_FACTORS, CELLS, NONE, SmallSceneCodec
 from anygpt.errors import AnyGPTError
+from anygpt.train.codecs import loop as tc
+from anygpt.train.codecs.config import export_run, finished, loop_spec, run_config
+from anygpt.world import iter_items, table
 
 RENDERER_LR_SCALE = 10.0  # the renderer's parameters are pixels and colours: they move faster
 SHIFT_PIXELS = 2.5
@@ -30,9 +32,7 @@ BRIGHTNESS = 0.06
 
 def scene_classes() -> dict[str, list[str]]:
     """The class names of every factor, from the world's scene tables (cell factors start with none)."""
-    from anygpt.world import tables
-
-    t = tables.load("scenes")
+    t = table("scenes")
     unique = lambda xs: list(dict.fromkeys(xs))
     return {"bg_colour": list(t["backgrounds"]), "bg_pattern": unique(t["background_patterns"]),
             "size": [NONE, *t["sizes"]], "pattern": [NONE, *unique(t["object_patterns"])],
@@ -41,9 +41,7 @@ def scene_classes() -> dict[str, list[str]]:
 
 def scene_cell(position: str) -> int:
     """A position name ("top left") -> its cell in reading order (0..8)."""
-    from anygpt.world import tables
-
-    col, row, _ = tables.load("scenes")["positions"][position]
+    col, row, _ = table("scenes")["positions"][position]
     return row * 3 + col
 
 
@@ -63,8 +61,6 @@ def scene_codes(scene: dict, codec: SmallSceneCodec) -> torch.Tensor:
 
 def load_scenes(world: str | Path, split: str, max_items: int | None, codec: SmallSceneCodec):
     """World images -> (uint8 (N, 3, 64, 64), target codes (N, 38))."""
-    from anygpt.world.reader import iter_items
-
     images, codes = [], []
     for item in iter_items(world, "images", split):
         images.append(torch.from_numpy(np.array(item["image"].convert("RGB"), dtype=np.uint8)).permute(2, 0, 1))
@@ -102,8 +98,6 @@ def reader_losses(logits: dict[str, torch.Tensor], target: dict[str, torch.Tenso
 
 def train_scene(world: str | Path, cfg, *, stop_after: int | None = None, progress: bool = True,
                 resume: bool = True, data: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[dict]:
-    from anygpt.codecs.small.train import _config_json, _finish, _finished, _spec
-
     codec = SmallSceneCodec(**{"classes": scene_classes(), **dict(cfg.codec)})
     images, codes = data if data is not None else load_scenes(world, cfg.split, cfg.max_items, codec)
     net = codec.net
@@ -111,7 +105,7 @@ def train_scene(world: str | Path, cfg, *, stop_after: int | None = None, progre
               {"params": list(net.renderer.parameters()), "lr_scale": RENDERER_LR_SCALE}]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     params = [p for g in groups for p in g["params"]]
-    spec = _spec(cfg, stop_after, progress, resume)
+    spec = loop_spec(cfg, stop_after, progress, resume)
 
     def step(s: int, lr: float) -> dict[str, float]:
         for g in opt.param_groups:
@@ -126,7 +120,7 @@ def train_scene(world: str | Path, cfg, *, stop_after: int | None = None, progre
         tc.clip_and_step(loss, params, opt, spec.clip_grad)
         return {"loss": loss.item(), "ce": ce.item(), "render_l1": l1.item(), **acc}
 
-    rows = tc.train_loop(net, step, spec, optimizer=opt, config=_config_json(cfg, codec), title="small-scene")
-    if _finished(cfg):
-        _finish(codec, cfg, "small-scene")
+    rows = tc.train_loop(net, step, spec, optimizer=opt, config=run_config(cfg, codec), title="small-scene")
+    if finished(cfg):
+        export_run(codec, cfg, "small-scene")
     return rows

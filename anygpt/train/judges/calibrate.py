@@ -22,13 +22,19 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
+
+from anygpt.eval.judges import speech
+from anygpt.eval.judges.captions import caption_accuracy, cider
+from anygpt.eval.judges.contrastive import ContrastiveJudge, retrieval_top1
+from anygpt.eval.judges.image import ImageJudge, attribute_accuracy
+from anygpt.eval.judges.music import MusicJudge, music_attribute_accuracy, music_features, to_feature_rate
+from anygpt.world import iter_items
 
 KINDS = ("images", "speech", "music")
 
 
 def _items(world, kind: str, limit: int | None) -> list[dict]:
-    from anygpt.world.reader import iter_items
-
     items = []
     for item in iter_items(world, kind, "test"):
         if limit is not None and len(items) >= limit:
@@ -46,10 +52,6 @@ def _round(value):
 
 
 def calibrate_images(world, limit: int | None = None) -> dict:
-    from anygpt.eval.judges.captions import caption_accuracy, cider
-    from anygpt.eval.judges.contrastive import ContrastiveJudge, retrieval_top1
-    from anygpt.eval.judges.image import ImageJudge, attribute_accuracy
-
     items = _items(world, "images", limit)
     images, truths = [it["image"] for it in items], [it["attributes"] for it in items]
     judge = ImageJudge.load()
@@ -68,8 +70,7 @@ def calibrate_images(world, limit: int | None = None) -> dict:
     others = [it["captions"][1:] for it in items]
     out["cider_ground_truth"] = cider(firsts, others)
     out["cider_mismatched"] = cider(firsts[1:] + firsts[:1], others)
-    clip = ContrastiveJudge.load("clip")
-    clip._image_judge = judge
+    clip = ContrastiveJudge.load("clip", image_judge=judge)
     m, t = clip.embed_media(images), clip.embed_texts(firsts)
     out["clip_analog_retrieval_top1"] = retrieval_top1(m, t, firsts)
     out["clip_score_matched"] = float((m * t).sum(-1).mean())
@@ -79,8 +80,6 @@ def calibrate_images(world, limit: int | None = None) -> dict:
 
 
 def calibrate_speech(world, limit: int | None = None, generic_lm: bool = True) -> dict:
-    from anygpt.eval.judges import speech
-
     items = _items(world, "speech", limit)
     wavs, refs = [it["waveform"] for it in items], [it["text"] for it in items]
     rate = items[0]["sample_rate"]
@@ -102,22 +101,12 @@ def calibrate_speech(world, limit: int | None = None, generic_lm: bool = True) -
 
 
 def calibrate_music(world, limit: int | None = None) -> dict:
-    import torch
-
-    from anygpt.eval.judges.contrastive import ContrastiveJudge, retrieval_top1
-    from anygpt.eval.judges.music import (
-        MusicJudge,
-        _resample,
-        music_attribute_accuracy,
-        music_features,
-    )
-
     items = _items(world, "music", limit)
     judge = MusicJudge.load()
     predicted = judge.attributes([it["waveform"] for it in items], items[0]["sample_rate"])
     out = {"music_attr_acc": music_attribute_accuracy(predicted, [it["attributes"] for it in items])}
     clap = ContrastiveJudge.load("clap")
-    features = torch.from_numpy(np.stack([music_features(_resample(it["waveform"], it["sample_rate"])) for it in items]))
+    features = torch.from_numpy(np.stack([music_features(to_feature_rate(it["waveform"], it["sample_rate"])) for it in items]))
     firsts = [it["captions"][0] for it in items]
     with torch.inference_mode():
         m = clap.model.embed_media(features)

@@ -18,13 +18,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from anygpt.labels import PITCH_CLASSES
+from anygpt.media import to_waveform
+from anygpt.world import take_items
+
 ATTRIBUTES = ("family", "instrument", "key", "mode", "tempo_word")
 
 
 def label(attributes: dict, name: str) -> str:
     """An attribute as a class name; the key is its tonic pitch class and mode (enharmonics equal)."""
-    from anygpt.eval.judges.music import PITCH_CLASSES
-
     if name == "key":
         return f"{PITCH_CLASSES[attributes['key']]}-{attributes['mode']}"
     return str(attributes[name])
@@ -72,9 +74,7 @@ def probe_accuracy(train_x: torch.Tensor, train_labels: list[str], test_x: torch
     return hits / len(test_labels), sum(t == majority for t in test_labels) / len(test_labels)
 
 
-def _encode(codec, items: list[dict]) -> list[torch.Tensor]:
-    from anygpt.media import to_waveform
-
+def encode_clips(codec, items: list[dict]) -> list[torch.Tensor]:
     return [codec.encode(to_waveform((it["waveform"], it["sample_rate"]), codec.sample_rate, source="world music"))[0]
             for it in items]
 
@@ -82,12 +82,10 @@ def _encode(codec, items: list[dict]) -> list[torch.Tensor]:
 def layer1_probe(codec, world: str | Path, train_split: str = "train",
                  test_splits: tuple[str, ...] = ("validation", "test")) -> dict:
     """Probe the music codec's layer-1 codes on the world's clips (fit on `train_split`, score on `test_splits`)."""
-    from anygpt.world.reader import take_items
-
     train_items = take_items(world, "music", train_split)
     test_items = [it for split in test_splits for it in take_items(world, "music", split)]
     size = codec.codebook_size
-    train_codes, test_codes = _encode(codec, train_items), _encode(codec, test_items)
+    train_codes, test_codes = encode_clips(codec, train_items), encode_clips(codec, test_items)
     train_x = torch.stack([bag(c, size) for c in train_codes])
     test_x = torch.stack([bag(c, size) for c in test_codes])
     probe, majority = {}, {}

@@ -1,0 +1,3 @@
+from anygpt.train.judges.build import main
+
+raise SystemExit(main())
