@@ -28,10 +28,10 @@ A_MINOR = [57, 60, 64, 69, 62, 65, 64, 68, 57, 60, 64, 69]
 
 
 def test_tempo_and_key_of_synthetic_clips():
-    wav = music._resample(_notes(C_MAJOR, 120), RATE)
+    wav = music.to_feature_rate(_notes(C_MAJOR, 120), RATE)
     assert music._tempo_ok(music.estimate_tempo(wav), 120, (0.5, 1.0, 2.0))
     assert music.estimate_key(wav) == ("C", "major")
-    assert music.estimate_key(music._resample(_notes(A_MINOR, 100), RATE)) == ("A", "minor")
+    assert music.estimate_key(music.to_feature_rate(_notes(A_MINOR, 100), RATE)) == ("A", "minor")
 
 
 def test_shipped_music_judge_gives_every_attribute():
