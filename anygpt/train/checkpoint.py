@@ -29,11 +29,15 @@ TRAINING = "training.pt"
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """`write(tmp)` a file beside `path` (same suffix, so writers that read it still can), then rename
-    it over `path`: readers see the old file or the new one, never half of one."""
+    """`write(tmp)` a file or folder beside `path` (same suffix, so writers that read it still can),
+    then rename it over `path`: readers see the old one or the new one, never half of one."""
     path = Path(path)
     tmp = path.with_name(f".tmp-{path.name}")
+    if tmp.is_dir():  # left by a crash
+        shutil.rmtree(tmp)
     write(tmp)
+    if tmp.is_dir() and path.is_dir():  # a folder cannot be renamed over a full one
+        shutil.rmtree(path)
     os.replace(tmp, path)
     return path
 

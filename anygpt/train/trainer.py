@@ -268,9 +268,6 @@ def train(cfg: TrainConfig, *, log=None, bundle=None) -> dict:
 
 def export_bundle(accelerator, model, bundle, path: Path) -> Path:
     """The trained model as a bundle folder (LoRA merged), written atomically by the main process."""
-    import os
-    import shutil
-
     from anygpt.bundles import save_bundle
 
     accelerator.wait_for_everyone()
@@ -279,10 +276,6 @@ def export_bundle(accelerator, model, bundle, path: Path) -> Path:
         plain = accelerator.unwrap_model(model)
         plain.load_state_dict(state)
         plain = merged(plain)
-        tmp = path.with_name(f".{path.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_bundle(replace(bundle, model=plain), tmp)
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
+        checkpoint.atomic_write(path, lambda tmp: save_bundle(replace(bundle, model=plain), tmp))
     accelerator.wait_for_everyone()
     return path

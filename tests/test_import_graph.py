@@ -1,0 +1,153 @@
+"""The package's import graph, read with `ast` (imports at the top of a module and inside functions):
+no cycles; codecs and judges are inference only (no world, no training code); the world is reached
+through its public interface only; no private name crosses modules."""
+
+import ast
+from pathlib import Path
+
+import anygpt
+
+ROOT = Path(anygpt.__file__).parent
+
+# Violations in modules other work is moving; each entry goes when its module moves.
+ALLOWED_CYCLES = [
+    {"anygpt.bundles", "anygpt.bundles.debug", "anygpt.bundles.files", "anygpt.bundles.official"},  # being moved
+]
+ALLOWED_INFERENCE = {  # command modules under codecs/ and eval/judges/: being moved with CLI registration
+    ("anygpt.codecs.small.command", "anygpt.train.codecs.export"),
+    ("anygpt.codecs.small.command", "anygpt.train.codecs.probe"),
+    ("anygpt.codecs.small.command", "anygpt.train.codecs.recipes"),
+    ("anygpt.eval.judges.command", "anygpt.train.judges.build"),
+    ("anygpt.eval.judges.command", "anygpt.train.judges.calibrate"),
+    ("anygpt.eval.judges.command", "anygpt.world"),
+}
+ALLOWED_WORLD_SUBMODULES = {  # eval's task records: being moved
+    ("anygpt.eval.command", "anygpt.world.build"),
+    ("anygpt.eval.tasks", "anygpt.world.reader"),
+    ("anygpt.eval.tasks", "anygpt.world.music"),
+}
+ALLOWED_PRIVATE = {("anygpt.bundles.tiny", "anygpt.bundles.debug", "_corpus")}  # being moved
+
+
+def modules() -> dict[str, tuple[Path, bool]]:
+    out = {}
+    for path in ROOT.rglob("*.py"):
+        parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+        package = parts[-1] == "__init__"
+        out[".".join(parts[:-1] if package else parts)] = (path, package)
+    return out
+
+
+def imports(mods) -> list[tuple[str, str, str | None]]:
+    """(importer, imported module, imported name or None) for every project import, wherever it sits."""
+    edges = []
+    for name, (path, package) in mods.items():
+        base = name if package else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                edges += [(name, a.name, None) for a in node.names if a.name.split(".")[0] == "anygpt"]
+            elif isinstance(node, ast.ImportFrom):
+                target = node.module or ""
+                if node.level:
+                    parts = base.split(".")[: len(base.split(".")) - node.level + 1]
+                    target = ".".join(parts + ([target] if target else []))
+                if target.split(".")[0] != "anygpt":
+                    continue
+                for a in node.names:
+                    full = f"{target}.{a.name}"
+                    edges.append((name, full, None) if full in mods else (name, target, a.name))
+    return edges
+
+
+def owner(module: str, mods) -> str:
+    while module not in mods:
+        module = module.rpartition(".")[0]
+    return module
+
+
+def graph(mods) -> dict[str, set[str]]:
+    out = {m: set() for m in mods}
+    for src, dst, _ in imports(mods):
+        target = owner(dst, mods)
+        if target != src:
+            out[src].add(target)
+    return out
+
+
+def cycles(edges: dict[str, set[str]]) -> list[set[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter[0]
+                    counter[0] += 1
+                    stack.append(child)
+                    on.add(child)
+                    work.append((child, iter(sorted(edges[child]))))
+                elif child in on:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(component)
+    return found
+
+
+def test_the_graph_reader_sees_function_body_imports():
+    mods = modules()
+    assert "anygpt.world" in graph(mods)["anygpt.train.codecs.probe"]
+    assert "anygpt.train.judges.build" in graph(mods)["anygpt.eval.judges.command"]  # inside register_train
+
+
+def test_no_import_cycles():
+    found = [c for c in cycles(graph(modules())) if c not in ALLOWED_CYCLES]
+    assert not found, f"import cycles: {found}"
+
+
+def test_codecs_and_judges_import_neither_the_world_nor_training_code():
+    mods = modules()
+    bad = sorted((src, dst) for src, targets in graph(mods).items() for dst in targets
+                 if src.startswith(("anygpt.codecs", "anygpt.eval.judges"))
+                 and dst.startswith(("anygpt.world", "anygpt.train")) and (src, dst) not in ALLOWED_INFERENCE)
+    assert not bad, bad
+
+
+def test_the_world_is_reached_through_its_public_names_only():
+    import anygpt.world
+
+    mods = modules()
+    bad = sorted({(src, owner(dst, mods)) for src, dst, _ in imports(mods)
+                  if owner(dst, mods).startswith("anygpt.world.") and not src.startswith("anygpt.world")
+                  and (src, owner(dst, mods)) not in ALLOWED_WORLD_SUBMODULES})
+    assert not bad, bad
+    names = {(src, name) for src, dst, name in imports(mods) if dst == "anygpt.world" and name is not None}
+    assert {name for _, name in names} <= set(anygpt.world.__all__), names
+
+
+def test_no_private_name_crosses_modules():
+    mods = modules()
+    bad = sorted({(src, dst, name) for src, dst, name in imports(mods)
+                  if name is not None and name.startswith("_") and not name.startswith("__")
+                  and owner(dst, mods) != src and (src, dst, name) not in ALLOWED_PRIVATE})
+    assert not bad, bad
