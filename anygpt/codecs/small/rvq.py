@@ -10,7 +10,7 @@ choice of its vectors), so codes start where the data are.
 Randomness (seeding, restarts) comes only from the `generator` handed to `forward`, so a training
 run that seeds one generator per step resumes exactly. The EMA statistics (`cluster_size`,
 `embed_sum`) are non-persistent buffers: shipped weights hold only the codebook (`embed`); a
-training checkpoint saves every buffer (see train_common.full_state).
+training checkpoint saves every buffer (see anygpt.train.checkpoint.full_state).
 """
 
 from __future__ import annotations
