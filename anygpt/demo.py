@@ -270,7 +270,7 @@ class Checker:
         return _judged({"text": self.sentence}, judge, "wer", problem)
 
     def music_caption(self, rows: list[dict]) -> Check:
-        from anygpt.eval.tasks import music_caption_accuracy
+        from anygpt.eval.judges.music_text import music_caption_accuracy
 
         captions, truth, text = self.truth.music_captions, self.truth.music_attributes, _reply_text(rows)
         judge = {"attr_acc": music_caption_accuracy([text], [truth])["mean"],

@@ -18,8 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
-MAIN = {"caption": "attr_acc", "t2i": "attr_acc", "asr": "wer", "tts": "wer", "music_caption": "attr_acc",
-        "t2m": "attr_acc"}
+from anygpt.eval.command import ensure_world
+from anygpt.eval.tasks import TASKS, evaluate, modalities
 
 
 def point_weights(point: Path) -> tuple[dict, int | None]:
@@ -44,8 +44,6 @@ def main() -> int:
     import torch
 
     from anygpt.bundles import load_bundle
-    from anygpt.eval.command import ensure_world
-    from anygpt.eval.tasks import CODEC_KIND, WORLD_KIND, evaluate
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--bundle", required=True)
@@ -58,7 +56,7 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(1)
     bundle = load_bundle(args.bundle)
-    world = ensure_world(args.world, sorted({CODEC_KIND[WORLD_KIND[t]] for t in args.tasks}))
+    world = ensure_world(args.world, modalities(args.tasks))
     rows = []
     for point in args.point:
         state, tokens = point_weights(point)
@@ -68,7 +66,7 @@ def main() -> int:
                **{t: {k: v for k, v in f.items() if k != "items"} for t, f in figures.items()}}
         rows.append(row)
         print(json.dumps({"point": row["point"], "tokens": row["tokens"],
-                          **{t: row[t][MAIN[t]] for t in args.tasks}}), flush=True)
+                          **{t: row[t][TASKS[t].headline] for t in args.tasks}}), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "curve.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     plot(rows, args.tasks, args.out / "curve.png")
@@ -84,7 +82,8 @@ def plot(rows: list[dict], tasks: list[str], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [r["tokens"] / 1e6 for r in rows]
     for t in tasks:
-        ax.plot(xs, [r[t][MAIN[t]] for r in rows], marker="o", label=f"{t} {MAIN[t]}")
+        headline = TASKS[t].headline
+        ax.plot(xs, [r[t][headline] for r in rows], marker="o", label=f"{t} {headline}")
     ax.set_xlabel("training tokens (millions)")
     ax.set_ylabel("judge score")
     ax.set_ylim(0, 1)

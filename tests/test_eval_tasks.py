@@ -1,6 +1,7 @@
 """`anygpt eval TASK|all`: the six tasks on a tiny world with the debug bundle (scores are noise; every
 path runs, every key is there, malformed replies are scored wrong), and the music-caption parser."""
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -8,12 +9,8 @@ from pathlib import Path
 import pytest
 
 from anygpt.cli import main
-from anygpt.eval.tasks import (
-    TASKS,
-    evaluate,
-    music_caption_accuracy,
-    music_text_attributes,
-)
+from anygpt.eval.judges.music_text import music_caption_accuracy, music_text_attributes
+from anygpt.eval.tasks import TASKS, evaluate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -89,8 +86,8 @@ def test_eval_all_json(world, tmp_path, capsys):
 
 def test_conditioning_is_the_gap_on_the_tasks_items(world, debug_bundle):
     from anygpt.chat import encode_media
-    from anygpt.world.reader import take_items
     from anygpt.eval.conditioning import conditioning
+    from anygpt.world import take_items
 
     got = evaluate(debug_bundle, world, ["music_caption"], limit=2)["music_caption"]["conditioning"]
     items = take_items(world, "music", "test", 2)
@@ -155,7 +152,7 @@ def test_music_text_attributes_pinned():
 
 
 def test_music_caption_accuracy_on_world_captions():
-    from anygpt.world.music import captions
+    from anygpt.world import music_captions as captions
 
     truth = {"source": "bach_chorale", "source_label": "Bach chorale", "instrument": "music box",
              "family": "chromatic percussion", "tempo_bpm": 66, "tempo_word": "slow", "key": "A", "mode": "minor",
@@ -179,3 +176,59 @@ def test_unknown_task_errors(tmp_path, capsys, debug_bundle):
 
     with pytest.raises(AnyGPTError, match="unknown task"):
         evaluate(debug_bundle, tmp_path, ["captioning"])
+
+
+def test_the_table_drives_the_cli(monkeypatch, capsys, tmp_path):
+    """Every record of TASKS is a subcommand with its help line; `all` runs exactly the records, in order,
+    on a world holding their modalities; the table prints each record's metrics. No model runs."""
+    import anygpt.bundles
+    from anygpt.cli import build_parser
+    from anygpt.eval import tasks_command
+    from anygpt.eval.command import WORLD_KINDS
+    from anygpt.eval.offworld import KINDS as OFFWORLD_KINDS
+    from anygpt.prompts import load_tasks
+
+    assert len(set(TASKS)) == len(TASKS) and all(name == task.name for name, task in TASKS.items())
+    prompts = load_tasks()
+    for name, task in TASKS.items():  # the chat prompt the task generates with agrees on both sides
+        assert (prompts[name].input, prompts[name].output) == (task.input, task.output), name
+        assert {key for key, _ in task.metrics} == MODEL_KEYS[name] and task.headline in MODEL_KEYS[name]
+        assert task.modality in WORLD_KINDS and task.world_kind == WORLD_KINDS[task.modality]
+        assert task.offworld is None or task.offworld in OFFWORLD_KINDS
+    assert set(MODEL_KEYS) == set(TASKS)
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    tasks_command.register(sub)
+    assert list(sub.choices) == [*TASKS, "all"]
+    parser = build_parser()  # as `anygpt eval` registers them
+    for name, task in TASKS.items():
+        assert sub.choices[name].description.startswith(f"{task.help}. ")
+        args = parser.parse_args(["eval", name])
+        assert args.tasks == [name] and args.func is tasks_command.run
+    assert parser.parse_args(["eval", "all"]).tasks == list(TASKS)
+
+    calls = {}
+
+    def fake_evaluate(bundle, world, tasks, **kwargs):
+        calls["tasks"] = list(tasks)
+        return {t: {**dict.fromkeys(keys, 0.5), "ground_truth": dict.fromkeys(keys, 1.0),
+                    "n": 1, "malformed": 0, "seconds": 0.0, "items": []}
+                for t in tasks for keys in [[key for key, _ in TASKS[t].metrics]]}
+
+    class FakeBundle:
+        name = "fake"
+
+    monkeypatch.setattr(anygpt.bundles, "load_bundle", lambda name, device=None: FakeBundle())
+    def fake_ensure_world(world, modalities):
+        calls["modalities"] = modalities
+        return tmp_path
+
+    monkeypatch.setattr(tasks_command, "ensure_world", fake_ensure_world)
+    monkeypatch.setattr(tasks_command, "evaluate", fake_evaluate)
+    assert main(["eval", "all", "--bundle", "debug"]) == 0
+    assert calls["tasks"] == list(TASKS)
+    assert calls["modalities"] == sorted({task.modality for task in TASKS.values()})
+    printed = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[0] for line in printed if not line.startswith(" ")] == list(TASKS)
+    names = [name for task in TASKS.values() for _, name in task.metrics]
+    assert len(printed) == len(names) and all(name in line for name, line in zip(names, printed, strict=True))

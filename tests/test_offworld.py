@@ -14,6 +14,7 @@ import pytest
 
 from anygpt.world import tables
 from anygpt.eval.offworld import default_path, load_offworld
+from anygpt.eval.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = default_path()
@@ -35,13 +36,16 @@ def world_words() -> set[str]:
 def test_loads_every_item_ready_for_its_task(manifest):
     sets = load_offworld()
     kinds = [item["kind"] for item in manifest["items"]]
-    assert {task: len(items) for task, items in sets.items()} == {
-        "caption": kinds.count("image"), "t2i": kinds.count("prompt"), "asr": kinds.count("speech")}
+    assert {kind: len(items) for kind, items in sets.items()} == {
+        "image": kinds.count("image"), "prompt": kinds.count("prompt"), "speech": kinds.count("speech")}
+    # the tasks they feed (caption, t2i, asr) name them in their records
+    assert {task.offworld: name for name, task in TASKS.items() if task.offworld} == {
+        "image": "caption", "prompt": "t2i", "speech": "asr"}
     assert min(len(items) for items in sets.values()) >= 16
-    assert all(it["image"].size == (SIDE, SIDE) and it["image"].mode == "RGB" for it in sets["caption"])
+    assert all(it["image"].size == (SIDE, SIDE) and it["image"].mode == "RGB" for it in sets["image"])
     assert all(it["sample_rate"] == RATE and it["waveform"].dtype.name == "float32" and it["waveform"].size > RATE
-               and it["text"] for it in sets["asr"])
-    assert all(it["prompt"] and it["attributes"]["objects"] for it in sets["t2i"])
+               and it["text"] for it in sets["speech"])
+    assert all(it["prompt"] and it["attributes"]["objects"] for it in sets["prompt"])
 
 
 def test_files_exist_with_their_size_rate_and_hash(manifest):

@@ -132,11 +132,11 @@ def _train(packed: Path, case: Overfit, out: Path) -> Path:
 def _overfit(task: str, tmp_path: Path) -> dict:
     from anygpt.bundles import load_bundle
     from anygpt.eval.command import ensure_world
-    from anygpt.eval.tasks import CODEC_KIND, WORLD_KIND, evaluate
+    from anygpt.eval.tasks import TASKS, evaluate
 
     case = CASES[task]
-    kind = WORLD_KIND[task]
-    world = ensure_world(None, [CODEC_KIND[kind]])  # the evaluation world, as `anygpt eval` uses
+    kind = TASKS[task].world_kind
+    world = ensure_world(None, [TASKS[task].modality])  # the evaluation world, as `anygpt eval` uses
     records, ids = _records(world, kind, case.n, tmp_path / "records")
     bundle = load_bundle(_train(_packed(records, task, tmp_path, case.max_len), case, tmp_path / "run"))
     figures = evaluate(bundle, world, [task], limit=case.n, out=tmp_path / "eval", conditioning=False,

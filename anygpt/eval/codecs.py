@@ -21,13 +21,18 @@ from collections import defaultdict
 import numpy as np
 import torch
 
+from anygpt.eval.judges import speech
+from anygpt.eval.judges.contrastive import ContrastiveJudge
+from anygpt.eval.judges.image import ImageJudge, attribute_accuracy
+from anygpt.eval.judges.music import MusicJudge, music_attribute_accuracy, music_features, to_feature_rate
+from anygpt.media import to_waveform
+from anygpt.world import take_items
+
 GATES = {"image_attr_ratio": (">=", 0.95), "speech_wer_ratio": ("<=", 1.3), "speech_sim": (">=", 0.85),
          "clone_sim": (">=", 0.80), "clone_wer_ratio": ("<=", 1.5), "music_attr_ratio": (">=", 0.90)}
 
 
 def _test_items(world, kind: str, limit: int | None) -> list[dict]:
-    from anygpt.world import take_items
-
     return take_items(world, kind, "test", limit)
 
 
@@ -36,8 +41,6 @@ def _ratio(num: float, den: float) -> float:
 
 
 def eval_image(codec, world, limit: int | None) -> dict:
-    from anygpt.eval.judges.image import ImageJudge, attribute_accuracy
-
     items = _test_items(world, "images", limit)
     judge = ImageJudge.load()
     originals = [it["image"] for it in items]
@@ -60,8 +63,6 @@ def eval_image(codec, world, limit: int | None) -> dict:
 def _round_trip(items: list[dict], rate: int, encode, decode):
     """World audio items at `rate` through encode and decode: (waveforms, codes, reconstructions,
     seconds of audio, encoding seconds, decoding seconds)."""
-    from anygpt.media import to_waveform
-
     wavs = [to_waveform((it["waveform"], it["sample_rate"]), rate, source="world audio") for it in items]
     t0 = time.perf_counter()
     codes = [encode(w) for w in wavs]
@@ -91,8 +92,6 @@ def _clone_plan(speakers: list[str]) -> list[tuple[int, int, int]]:
 
 
 def eval_speech(codec, world, limit: int | None) -> dict:
-    from anygpt.eval.judges import speech
-
     items = _test_items(world, "speech", limit)
     rate = codec.sample_rate
     refs = [it["text"] for it in items]
@@ -143,14 +142,6 @@ def eval_speech(codec, world, limit: int | None) -> dict:
 
 
 def eval_music(codec, world, limit: int | None) -> dict:
-    from anygpt.eval.judges.contrastive import ContrastiveJudge
-    from anygpt.eval.judges.music import (
-        MusicJudge,
-        music_attribute_accuracy,
-        music_features,
-        to_feature_rate,
-    )
-
     items = _test_items(world, "music", limit)
     rate = codec.sample_rate
     wavs, _, recon, seconds_audio, t_enc, t_dec = _round_trip(items, rate, codec.encode, codec.decode)

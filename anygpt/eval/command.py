@@ -8,7 +8,12 @@ import os
 import sys
 from pathlib import Path
 
+from anygpt.errors import AnyGPTError
+from anygpt.world import WorldConfig, build, load_manifest
+
 KINDS = ("image", "speech", "music")
+# A modality (singular, as codecs and tasks name it) -> the world kind (plural, as anygpt.world names
+# its item kinds) that holds its items: the one place eval maps one to the other.
 WORLD_KINDS = {"image": "images", "speech": "speech", "music": "music"}
 
 
@@ -19,10 +24,8 @@ def default_world() -> Path:
 
 
 def ensure_world(world: Path | None, kinds: list[str]) -> Path:
-    """`world`, or the default evaluation world, built (about 90 s on 2 cores) when missing."""
-    from anygpt.world import load_manifest
-    from anygpt.errors import AnyGPTError
-
+    """`world`, or the default evaluation world, built (about 90 s on 2 cores) when missing;
+    `kinds` are modalities (image, speech, music)."""
     if world is not None:
         return world
     world = default_world()
@@ -32,8 +35,6 @@ def ensure_world(world: Path | None, kinds: list[str]) -> Path:
         held = {}
     need = sorted({WORLD_KINDS[k] for k in kinds} - set(held))
     if need:
-        from anygpt.world import WorldConfig, build
-
         print(f"building the evaluation world in {world} (n=400, seed 0)", file=sys.stderr)
         build(world, WorldConfig(n=400, seed=0, kinds=("images", "speech", "music")), workers=os.cpu_count() or 1)
     return world
@@ -62,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from anygpt.bundles import load_codec_slots
-    from anygpt.errors import AnyGPTError
     from anygpt.eval.codecs import evaluate_codecs
 
     if args.limit is not None and args.limit < 4:

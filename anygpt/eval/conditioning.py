@@ -29,6 +29,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from anygpt.chat import ChatSession
 from anygpt.errors import AnyGPTError
 from anygpt.prompts import Piece, encode_pieces, load_tasks
 
@@ -38,8 +39,6 @@ Example = tuple[list[int], list[int]]  # (prompt ids, reply ids)
 def teacher_forced(bundle, task: str, value: Piece, answer: Piece) -> Example:
     """(prompt, reply) ids of one task item: the task's prompt around `value` (text, or Media from
     chat.encode_media), as `anygpt chat --task` builds it, and `answer` (text or Media) as the reply."""
-    from anygpt.chat import ChatSession
-
     spec, fmt = load_tasks()[task], bundle.prompt_format
     if fmt.kind != "chat":
         raise AnyGPTError(f"the conditioning gap needs a chat prompt format, not {fmt.name!r} ({fmt.kind})")

@@ -5,10 +5,13 @@
 espeak-ng and by flite at rates and pitches the world does not use, and 16 text-to-image requests in
 other words than the world's captions. Truths use the world's formats, so the world's judges score it.
 
-    sets = load_offworld()                     # {"caption": [...], "t2i": [...], "asr": [...]}
-    sets["caption"][0] -> {"id", "image": PIL RGB 64x64, "attributes": scene dict, "captions": [str], "made"}
-    sets["t2i"][0]     -> {"id", "prompt": str, "attributes": scene dict, "made"}
-    sets["asr"][0]     -> {"id", "waveform": float32 (T,), "sample_rate": 16000, "text": transcript, "made"}
+    sets = load_offworld()                     # {"image": [...], "prompt": [...], "speech": [...]}
+    sets["image"][0]  -> {"id", "image": PIL RGB 64x64, "attributes": scene dict, "captions": [str], "made"}
+    sets["prompt"][0] -> {"id", "prompt": str, "attributes": scene dict, "made"}
+    sets["speech"][0] -> {"id", "waveform": float32 (T,), "sample_rate": 16000, "text": transcript, "made"}
+
+Which task each kind feeds is the task's business: its record in anygpt.eval.tasks names the kind
+(caption: image, t2i: prompt, asr: speech).
 
 Scoring each kind with the existing judges, as tasks.py scores the world's test split:
 
@@ -17,13 +20,13 @@ Scoring each kind with the existing judges, as tasks.py scores the world's test 
     from anygpt.eval.judges import speech
 
     # caption: the model's caption of item["image"], parsed back to attributes
-    caption_accuracy(captions, [it["attributes"] for it in sets["caption"]])   # tasks.caption_attr_acc
+    caption_accuracy(captions, [it["attributes"] for it in sets["image"]])     # tasks.caption_attr_acc
     # t2i: the picture the model draws for item["prompt"], read by the image judge
     predicted = ImageJudge.load().attributes(images)                          # EMPTY_SCENE if malformed
-    attribute_accuracy(predicted, [it["attributes"] for it in sets["t2i"]])["mean"]
+    attribute_accuracy(predicted, [it["attributes"] for it in sets["prompt"]])["mean"]
     # asr: the model's transcript of item["waveform"] against the reference
-    speech.wer(transcripts, [it["text"] for it in sets["asr"]])
-    # tts: the asr items' texts double as prompts; speech.asr hears the reply, speech.wer scores it
+    speech.wer(transcripts, [it["text"] for it in sets["speech"]])
+    # tts: the speech items' texts double as prompts; speech.asr hears the reply, speech.wer scores it
 
 Each item's "made" says which program made it (and the voice and rate for speech); "novel_combination"
 in the attributes marks the world's held-out colour-shape pairs. The caption items carry one caption
@@ -36,9 +39,10 @@ import json
 from pathlib import Path
 
 from anygpt.errors import AnyGPTError
+from anygpt.media import load_audio, load_image
 
 MANIFEST = "manifest.json"
-KINDS = {"image": "caption", "prompt": "t2i", "speech": "asr"}  # manifest kind -> the task it feeds
+KINDS = ("image", "prompt", "speech")  # the manifest's item kinds
 
 
 def default_path() -> Path:
@@ -47,9 +51,7 @@ def default_path() -> Path:
 
 
 def load_offworld(path: str | Path | None = None) -> dict[str, list[dict]]:
-    """Every item of the set, media decoded, grouped by the task it feeds (manifest order)."""
-    from anygpt.media import load_audio, load_image
-
+    """Every item of the set, media decoded, grouped by kind (manifest order within each)."""
     folder = Path(path) if path is not None else default_path()
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
@@ -57,7 +59,7 @@ def load_offworld(path: str | Path | None = None) -> dict[str, list[dict]]:
                           "(write one with `python scripts/make_offworld.py --out DIR`)")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     rate = int(manifest["sample_rate"])
-    sets: dict[str, list[dict]] = {task: [] for task in KINDS.values()}
+    sets: dict[str, list[dict]] = {kind: [] for kind in KINDS}
     for entry in manifest["items"]:
         item = {"id": entry["id"], "made": entry["made"]}
         if entry["kind"] == "image":
@@ -70,5 +72,5 @@ def load_offworld(path: str | Path | None = None) -> dict[str, list[dict]]:
                         text=entry["transcript"])
         else:
             raise AnyGPTError(f"{manifest_path}: unknown item kind {entry['kind']!r} in {entry['id']}")
-        sets[KINDS[entry["kind"]]].append(item)
+        sets[entry["kind"]].append(item)
     return sets

@@ -2,6 +2,12 @@
 
     evaluate(bundle, world, ["caption", "t2m"], limit=50, seed=0, out=None) -> {task: figures}
 
+Every task is one EvalTask record in TASKS (the bottom of this file): its input and output modality,
+the figures the table prints, its help line, its runner and the off-world items that feed it. The
+CLI's subcommands, `all`, the worlds to build, the table's rows, the off-world set and the
+conditioning gap are read off those records, so a new task is one record and its runner here, plus
+its chat prompt in prompts/tasks.toml.
+
 Every item goes the way of `anygpt chat --task TASK`: the task's chat prompt around its one input
 (prompts/tasks.toml), `ChatSession.ask` with the task's output modality as `want`, the reply parsed
 into segments, a media reply decoded by the bundle's codec. Item i of the test split is generated
@@ -12,7 +18,7 @@ with seed `seed + i`, so a run is reproducible and one item's reply does not dep
     t2i            first caption -> image      attr_acc, attr_acc_novel, clip_score   image.py, contrastive.py
     asr            speech -> text              wer                                    speech.py (pocketsphinx)
     tts            text (+ 3 s voice) -> speech  wer, sim                             speech.py (+ resemblyzer)
-    music_caption  music -> text               attr_acc, clap_score                   music_text_attributes (here)
+    music_caption  music -> text               attr_acc, clap_score                   music_text.py, contrastive.py
     t2m            first caption -> music      attr_acc, clap_score                   music.py, contrastive.py
 
 Each task also reports "conditioning" (conditioning.py, forward passes only): the NLL per token of
@@ -26,118 +32,91 @@ judges allow. A reply without a decodable media span of the wanted kind, or with
 "malformed" and is scored as wrong, never skipped: an empty caption or transcript, an empty scene, a
 music prediction that matches nothing, and a similarity of NO_AGREEMENT for the CLIP, CLAP and
 speaker scores (media the judges reject, such as silent audio, count the same way).
+
+This module builds the CLI (`anygpt eval --help` reads TASKS), so it imports nothing at its top that
+imports torch: the runners import chat, prompts and the conditioning gap themselves.
 """
 
 from __future__ import annotations
 
-import functools
-import re
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from anygpt import media
 from anygpt.errors import AnyGPTError
+from anygpt.eval.command import WORLD_KINDS
+from anygpt.eval.judges import speech
+from anygpt.eval.judges.captions import caption_accuracy, cider
+from anygpt.eval.judges.contrastive import ContrastiveJudge
+from anygpt.eval.judges.image import ImageJudge, attribute_accuracy
+from anygpt.eval.judges.music import MUSIC_ATTRIBUTES, MusicJudge, music_attribute_accuracy
+from anygpt.eval.judges.music_text import music_caption_accuracy
+from anygpt.eval.offworld import KINDS as OFFWORLD_KINDS
+from anygpt.eval.offworld import load_offworld
+from anygpt.world import take_items
 
-TASKS = ("caption", "t2i", "asr", "tts", "music_caption", "t2m")
-WORLD_KIND = {"caption": "images", "t2i": "images", "asr": "speech", "tts": "speech",
-              "music_caption": "music", "t2m": "music"}
-CODEC_KIND = {"images": "image", "speech": "speech", "music": "music"}  # ensure_world's names
 VOICE_SECONDS = 3.0  # the voice prompt: the first 3 s of another utterance (as `anygpt chat --voice`)
 NO_AGREEMENT = 0.0  # the cosine a malformed reply scores in CLIP, CLAP and speaker similarity
 EMPTY_SCENE = {"count": 0, "objects": [], "background": {"colour": None, "pattern": None}}
-# Attributes a music caption is scored on. BPM is reported too, but most caption templates leave it
-# unsaid, so it stays out of the mean.
-MUSIC_TEXT_ATTRIBUTES = ("tempo_word", "key", "mode", "family", "instrument")
-
-# ----------------------------------------------------------------------------------------------
-# Music captions -> attributes
 
 
-@functools.cache
-def _music_patterns() -> dict:
-    from anygpt.world.music import TONIC_NAMES, music_table
-    from anygpt.eval.judges.music import PITCH_CLASSES
+@dataclass(frozen=True)
+class EvalTask:
+    """One evaluation task: everything `anygpt eval` knows of it.
 
-    t = music_table()
-    alt = lambda words: "|".join(sorted((re.escape(w) for w in words), key=len, reverse=True))
-    instruments = {i["name"].lower(): i for i in t["instruments"]}
-    families = {i["family"] for i in t["instruments"]}
-    # every spelling (the judge's, enharmonics included) and the world's
-    tonics = {name.lower(): name for name in [*PITCH_CLASSES, *TONIC_NAMES["major"], *TONIC_NAMES["minor"]]}
-    moods = {word: (mode, tempo) for mode, by_tempo in t["moods"].items()
-             for tempo, words in by_tempo.items() for word in words}
-    tempo_words = [word for _, word in t["tempo_classes"]]
-    return {
-        "family": re.compile(rf"\bthe\s+({alt(families)})\s+family\b"),
-        "instrument": re.compile(rf"\b({alt(instruments)})\b"),
-        "key": re.compile(rf"\bin\s+({alt(tonics)})\s+(major|minor)\b"),  # "in A minor": not the article "a"
-        "mode": re.compile(r"\b(major|minor)\b"),
-        "tempo_word": re.compile(rf"\b({alt(tempo_words)})\b"),
-        "bpm": re.compile(r"\b(\d+(?:\.\d+)?)\s*bpm\b"),
-        "mood": re.compile(rf"\b({alt(moods)})\b"),
-        "instruments": instruments, "tonics": tonics, "moods": moods,
-    }
-
-
-def music_text_attributes(caption: str) -> dict:
-    """Music attributes a caption states, in MusicJudge.attributes' shape; unstated ones are None.
-
-    The world's music vocabulary (music.json), not its caption templates: "in <tonic> <mode>",
-    "major"/"minor", a tempo word or "<n> BPM", a GM instrument name, "the <family> family". A mood
-    word implies a mode and tempo class (each mood belongs to one), used when those are unsaid;
-    the family follows from the instrument when unsaid.
+        name      the subcommand, and the prompts/tasks.toml entry whose chat prompt wraps the input
+        input     the modality the prompt wraps: image, speech, music or text (as prompts/tasks.toml)
+        output    the modality of the reply (as prompts/tasks.toml)
+        metrics   (figure key, its name in the table) per model figure, in the order of the paper's tables
+        headline  the one figure a learning curve follows (scripts/learning_curve.py)
+        help      one line: what the task asks and how it is scored
+        run       run(run, task) -> Scored: generate for the items and judge replies and real data
+        offworld  the kind of the off-world manifest's items that feed the task again (image, prompt,
+                  speech; anygpt.eval.offworld), or None
     """
-    from anygpt.world.music import tempo_word
 
-    p = _music_patterns()
-    text = " ".join(caption.lower().split())
-    found: dict[str, Any] = dict.fromkeys(("tempo_bpm", "tempo_word", "key", "mode", "family", "instrument"))
-    if m := p["family"].search(text):
-        found["family"] = m.group(1)
-        text = text[:m.start()] + " " + text[m.end():]  # "the piano family" names no instrument
-    if m := p["instrument"].search(text):
-        instrument = p["instruments"][m.group(1)]
-        found["instrument"] = instrument["name"]
-        found["family"] = found["family"] or instrument["family"]
-    if m := p["key"].search(text):
-        found["key"], found["mode"] = p["tonics"][m.group(1)], m.group(2)
-    elif m := p["mode"].search(text):
-        found["mode"] = m.group(1)
-    if m := p["bpm"].search(text):
-        found["tempo_bpm"] = float(m.group(1))
-    if m := p["tempo_word"].search(text):
-        found["tempo_word"] = m.group(1)
-    elif found["tempo_bpm"] is not None:
-        found["tempo_word"] = tempo_word(found["tempo_bpm"])
-    if m := p["mood"].search(text):
-        mode, tempo = p["moods"][m.group(1)]
-        found["mode"] = found["mode"] or mode
-        found["tempo_word"] = found["tempo_word"] or tempo
-    return found
+    name: str
+    input: str
+    output: str
+    metrics: tuple[tuple[str, str], ...]
+    headline: str
+    help: str
+    run: Callable[[Run, EvalTask], Scored]
+    offworld: str | None = None
+
+    def __post_init__(self):
+        sides = (self.input, self.output)
+        if sides.count("text") != 1 or any(m != "text" and m not in WORLD_KINDS for m in sides):
+            raise ValueError(f"task {self.name}: {self.input} -> {self.output}; one side is text, the other "
+                             f"one of {', '.join(WORLD_KINDS)}")
+        keys = [key for key, _ in self.metrics]
+        if not keys or len(set(keys)) != len(keys) or self.headline not in keys:
+            raise ValueError(f"task {self.name}: metrics {keys} must be distinct and hold "
+                             f"the headline {self.headline!r}")
+        if self.offworld is not None and self.offworld not in OFFWORLD_KINDS:
+            raise ValueError(f"task {self.name}: no off-world items of kind {self.offworld!r} "
+                             f"(choose from {', '.join(OFFWORLD_KINDS)})")
+
+    @property
+    def modality(self) -> str:
+        """The task's media side (the other side is text): the codec it needs, the world's items it reads."""
+        return self.output if self.input == "text" else self.input
+
+    @property
+    def world_kind(self) -> str:
+        """The world kind (plural, as anygpt.world names them) of the task's items: eval maps a
+        modality to its world kind in one place, anygpt.eval.command.WORLD_KINDS."""
+        return WORLD_KINDS[self.modality]
 
 
-def music_caption_accuracy(captions: list[str], truths: list[dict]) -> dict[str, float]:
-    """Per-attribute accuracy of what captions state about their clips (unstated counts as wrong),
-    and "mean" over MUSIC_TEXT_ATTRIBUTES. Key: same pitch class and mode, as the music judge."""
-    from anygpt.eval.judges.music import PITCH_CLASSES, TEMPO_TOLERANCE
-
-    if len(captions) != len(truths):
-        raise ValueError(f"{len(captions)} captions for {len(truths)} truths")
-    hits = dict.fromkeys(("tempo",) + MUSIC_TEXT_ATTRIBUTES, 0)
-    for caption, t in zip(captions, truths, strict=True):
-        read = music_text_attributes(caption)
-        hits["tempo"] += read["tempo_bpm"] is not None and \
-            abs(read["tempo_bpm"] - t["tempo_bpm"]) <= TEMPO_TOLERANCE * t["tempo_bpm"]
-        hits["key"] += read["key"] is not None and read["mode"] == t["mode"] and \
-            PITCH_CLASSES[read["key"]] == PITCH_CLASSES[t["key"]]
-        for name in ("tempo_word", "mode", "family", "instrument"):
-            hits[name] += read[name] == t[name]
-    scores = {name: hits[name] / max(1, len(captions)) for name in hits}
-    scores["mean"] = float(np.mean([scores[name] for name in MUSIC_TEXT_ATTRIBUTES]))
-    return scores
+def modalities(names) -> list[str]:
+    """The modalities the named tasks read, sorted: what ensure_world must find in a world."""
+    return sorted({TASKS[name].modality for name in names})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -153,8 +132,8 @@ class Generated:
 
 def generate(bundle, task: str, value, *, seed: int, voice: np.ndarray | None = None) -> Generated:
     """One reply to the task's chat prompt around `value` (text, or Media from chat.encode_media)."""
-    from anygpt.chat import ChatSession, decode_segment
-    from anygpt.prompts import load_tasks
+    from anygpt.chat import ChatSession, decode_segment  # torch
+    from anygpt.prompts import load_tasks  # torch
 
     spec = load_tasks()[task]
     session = ChatSession(bundle, decoding=bundle.decoding.override(seed=seed))
@@ -167,16 +146,16 @@ def generate(bundle, task: str, value, *, seed: int, voice: np.ndarray | None = 
     return Generated("", decoded, decoded is None)
 
 
-def _items(world, kind: str, limit: int | None, source: str = "world", task: str = "") -> list[dict]:
-    """The test items of `kind` (images, speech, music): the world's test split, or with
-    source="offworld" the hand-made set of `task` (anygpt.eval.offworld)."""
-    if source == "offworld":
-        from anygpt.eval.offworld import load_offworld
+@dataclass
+class Scored:
+    """A runner's result; evaluate adds the conditioning gap and one row per item."""
 
-        return load_offworld()[task][:limit]
-    from anygpt.world.reader import take_items
-
-    return take_items(world, kind, "test", limit)
+    figures: dict  # the model's figures, "ground_truth" and the task's own extras
+    items: list[dict]  # the items scored, in order
+    replies: list[Generated]  # one per item
+    # (inputs, reference replies) of the conditioning gap, empty when the run skips it; None when the
+    # items have no reference reply (off-world prompts come without a picture)
+    gap: tuple[list, list] | None
 
 
 @dataclass
@@ -187,43 +166,47 @@ class Run:
     seed: int
     out: Path | None
     conditioning: bool = True  # add each task's conditioning gap
-    source: str = "world"  # or "offworld": the hand-made set (caption, t2i, asr only)
+    source: str = "world"  # or "offworld": the hand-made set (the tasks whose record names its items)
 
-    def items(self, kind: str, task: str) -> list[dict]:
-        return _items(self.world, kind, self.limit, self.source, task)
+    def items(self, task: EvalTask, *, whole: bool = False) -> list[dict]:
+        """The task's items: the first `limit` (all when `whole`) of the world's test split, or with
+        source="offworld" of the hand-made set (anygpt.eval.offworld)."""
+        limit = None if whole else self.limit
+        if self.source == "offworld":
+            return load_offworld()[task.offworld][:limit]
+        return take_items(self.world, task.world_kind, "test", limit)
 
-    def save(self, task: str, index: int, generated: Generated) -> str | None:
+    def save(self, task: EvalTask, index: int, generated: Generated) -> str | None:
         """Write a media reply under out/task/; its path, or None."""
-        from anygpt import media
-
         if self.out is None or generated.media is None:
             return None
-        stem = self.out / task / f"{index:04d}"
-        if task == "t2i":
+        stem = self.out / task.name / f"{index:04d}"
+        if task.output == "image":
             return str(media.save_image(generated.media, stem.with_suffix(".png")))
-        rate = self.bundle.codec("speech" if task == "tts" else "music").sample_rate
+        rate = self.bundle.codec(task.output).sample_rate
         return str(media.save_audio(stem.with_suffix(".wav"), generated.media, rate))
 
-    def rows(self, task: str, items: list[dict], replies: list[Generated]) -> list[dict]:
+    def rows(self, task: EvalTask, items: list[dict], replies: list[Generated]) -> list[dict]:
         """One JSON-ready row per item for results.json: the reply text or file, and whether malformed."""
-        from anygpt.prompts import load_tasks
-
-        text = load_tasks()[task].output == "text"
+        text = task.output == "text"
         return [{"id": item["id"], "seed": self.seed + i, "malformed": g.malformed,
                  **({"text": g.text} if text else {"path": self.save(task, i, g)})}
                 for i, (item, g) in enumerate(zip(items, replies, strict=True))]
 
 
-def _conditioning(run: Run, task: str, inputs: list, answers: list) -> dict:
-    """{"conditioning": figures} on the task's items (None when they cannot be deranged or the prompt
-    format is not a chat format); {} when the run skips it."""
-    from anygpt.eval.conditioning import conditioning
+def _conditioning(run: Run, task: EvalTask, gap: tuple[list, list] | None) -> dict:
+    """{"conditioning": figures} on the task's items (None when they have no references, cannot be
+    deranged or the prompt format is not a chat format); {} when the run skips it."""
+    from anygpt.eval.conditioning import conditioning  # torch
 
+    if gap is None:
+        return {"conditioning": None}
     if not run.conditioning:
         return {}
+    inputs, answers = gap
     if len(inputs) < 2 or run.bundle.prompt_format.kind != "chat":
         return {"conditioning": None}
-    return {"conditioning": conditioning(run.bundle, task, inputs, answers)}
+    return {"conditioning": conditioning(run.bundle, task.name, inputs, answers)}
 
 
 def _judge_or_none(fn, *args):
@@ -236,10 +219,6 @@ def _judge_or_none(fn, *args):
 
 def caption_attr_acc(captions: list[str], truths: list[dict]) -> float:
     """Mean over caption_accuracy's figures, bg_stated left out (as calibrate_images)."""
-    import warnings
-
-    from anygpt.eval.judges.captions import caption_accuracy
-
     scores = caption_accuracy(captions, truths)
     with warnings.catch_warnings():  # an attribute no caption stated is NaN: left out of the mean
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -247,36 +226,34 @@ def caption_attr_acc(captions: list[str], truths: list[dict]) -> float:
 
 
 # ----------------------------------------------------------------------------------------------
-# The six tasks: each returns its figures, "ground_truth", "n", "malformed" and per-item "items"
+# The runners: each returns its figures with "ground_truth", its items and replies, and the inputs
+# and references of its conditioning gap
 
 
-def eval_caption(run: Run) -> dict:
-    from anygpt.chat import encode_media
-    from anygpt.eval.judges.captions import cider
+def eval_caption(run: Run, task: EvalTask) -> Scored:
+    from anygpt.chat import encode_media  # torch
 
-    items = run.items("images", "caption")
+    items = run.items(task)
     images = [encode_media(run.bundle, "image", it["image"]) for it in items]
-    replies = [generate(run.bundle, "caption", image, seed=run.seed + i) for i, image in enumerate(images)]
+    replies = [generate(run.bundle, task.name, image, seed=run.seed + i) for i, image in enumerate(images)]
     texts = [g.text for g in replies]
     # the first caption is held out as the ground-truth candidate; both are scored against the rest
     # (the off-world set has one caption per picture: no CIDEr)
     held, refs = [it["captions"][0] for it in items], [it["captions"][1:] for it in items]
     truths = [it["attributes"] for it in items]
     scored = all(refs)
-    return {"cider": cider(texts, refs) if scored else None, "attr_acc": caption_attr_acc(texts, truths),
-            "ground_truth": {"cider": cider(held, refs) if scored else None,
-                             "attr_acc": caption_attr_acc(held, truths)},
-            **_conditioning(run, "caption", images, held), "items": run.rows("caption", items, replies)}
+    figures = {"cider": cider(texts, refs) if scored else None, "attr_acc": caption_attr_acc(texts, truths),
+               "ground_truth": {"cider": cider(held, refs) if scored else None,
+                                "attr_acc": caption_attr_acc(held, truths)}}
+    return Scored(figures, items, replies, (images, held))
 
 
-def eval_t2i(run: Run) -> dict:
-    from anygpt.chat import encode_media
-    from anygpt.eval.judges.contrastive import ContrastiveJudge
-    from anygpt.eval.judges.image import ImageJudge, attribute_accuracy
+def eval_t2i(run: Run, task: EvalTask) -> Scored:
+    from anygpt.chat import encode_media  # torch
 
-    items = run.items("images", "t2i")
+    items = run.items(task)
     prompts = [it["prompt"] if "prompt" in it else it["captions"][0] for it in items]  # off-world: own words
-    replies = [generate(run.bundle, "t2i", text, seed=run.seed + i) for i, text in enumerate(prompts)]
+    replies = [generate(run.bundle, task.name, text, seed=run.seed + i) for i, text in enumerate(prompts)]
     judge = ImageJudge.load()
     clip = ContrastiveJudge.load("clip", image_judge=judge)  # the CLIP analog reads the image judge's features
     truths = [it["attributes"] for it in items]
@@ -298,25 +275,23 @@ def eval_t2i(run: Run) -> dict:
 
     pictured = all("image" in it for it in items)  # off-world prompts come without a picture
     references = [encode_media(run.bundle, "image", it["image"]) for it in items] if run.conditioning and pictured else []
-    return {**figures([g.media for g in replies]),
-            "ground_truth": figures([it["image"] for it in items]) if pictured
-            else dict.fromkeys(("attr_acc", "attr_acc_novel", "clip_score")),
-            "n_novel": len(novel),
-            **(_conditioning(run, "t2i", prompts, references) if pictured else {"conditioning": None}),
-            "items": run.rows("t2i", items, replies)}
+    return Scored({**figures([g.media for g in replies]),
+                   "ground_truth": figures([it["image"] for it in items]) if pictured
+                   else dict.fromkeys(("attr_acc", "attr_acc_novel", "clip_score")),
+                   "n_novel": len(novel)},
+                  items, replies, (prompts, references) if pictured else None)
 
 
-def eval_asr(run: Run) -> dict:
-    from anygpt.chat import encode_media
-    from anygpt.eval.judges import speech
+def eval_asr(run: Run, task: EvalTask) -> Scored:
+    from anygpt.chat import encode_media  # torch
 
-    items = run.items("speech", "asr")
+    items = run.items(task)
     speeches = [encode_media(run.bundle, "speech", (it["waveform"], it["sample_rate"])) for it in items]
-    replies = [generate(run.bundle, "asr", speech_in, seed=run.seed + i) for i, speech_in in enumerate(speeches)]
+    replies = [generate(run.bundle, task.name, speech_in, seed=run.seed + i) for i, speech_in in enumerate(speeches)]
     refs = [it["text"] for it in items]
     heard = [speech.asr([it["waveform"]], it["sample_rate"])[0] for it in items]
-    return {"wer": speech.wer([g.text for g in replies], refs), "ground_truth": {"wer": speech.wer(heard, refs)},
-            **_conditioning(run, "asr", speeches, refs), "items": run.rows("asr", items, replies)}
+    return Scored({"wer": speech.wer([g.text for g in replies], refs), "ground_truth": {"wer": speech.wer(heard, refs)}},
+                  items, replies, (speeches, refs))
 
 
 def voice_partner(items: list[dict], index: int) -> int:
@@ -329,18 +304,16 @@ def voice_partner(items: list[dict], index: int) -> int:
     return index
 
 
-def eval_tts(run: Run) -> dict:
-    from anygpt import media
-    from anygpt.chat import encode_media
-    from anygpt.eval.judges import speech
+def eval_tts(run: Run, task: EvalTask) -> Scored:
+    from anygpt.chat import encode_media  # torch
 
-    everything = _items(run.world, "speech", None)  # voice prompts come from the whole test split
+    everything = run.items(task, whole=True)  # voice prompts come from the whole test split
     items = everything[:run.limit] if run.limit is not None else everything
     rate = run.bundle.codec("speech").sample_rate
     partners = [voice_partner(everything, i) for i in range(len(items))]
     voices = [media.to_waveform((everything[j]["waveform"], everything[j]["sample_rate"]), rate,
                                 max_seconds=VOICE_SECONDS) for j in partners]
-    replies = [generate(run.bundle, "tts", it["text"], seed=run.seed + i, voice=voices[i])
+    replies = [generate(run.bundle, task.name, it["text"], seed=run.seed + i, voice=voices[i])
                for i, it in enumerate(items)]
     refs = [it["text"] for it in items]
 
@@ -359,19 +332,18 @@ def eval_tts(run: Run) -> dict:
         raise AnyGPTError(f"{run.world}: test speech at several sample rates {sorted(truth_rates)}")
     references = [encode_media(run.bundle, "speech", (it["waveform"], it["sample_rate"])) for it in items] \
         if run.conditioning else []
-    return {**figures([g.media for g in replies], rate),
-            "ground_truth": figures([it["waveform"] for it in items], truth_rates.pop()),
-            "voice_prompt_self": sum(j == i for i, j in enumerate(partners)),
-            **_conditioning(run, "tts", refs, references), "items": run.rows("tts", items, replies)}
+    return Scored({**figures([g.media for g in replies], rate),
+                   "ground_truth": figures([it["waveform"] for it in items], truth_rates.pop()),
+                   "voice_prompt_self": sum(j == i for i, j in enumerate(partners))},
+                  items, replies, (refs, references))
 
 
-def eval_music_caption(run: Run) -> dict:
-    from anygpt.chat import encode_media
-    from anygpt.eval.judges.contrastive import ContrastiveJudge
+def eval_music_caption(run: Run, task: EvalTask) -> Scored:
+    from anygpt.chat import encode_media  # torch
 
-    items = _items(run.world, "music", run.limit)
+    items = run.items(task)
     clips = [encode_media(run.bundle, "music", (it["waveform"], it["sample_rate"])) for it in items]
-    replies = [generate(run.bundle, "music_caption", clip, seed=run.seed + i) for i, clip in enumerate(clips)]
+    replies = [generate(run.bundle, task.name, clip, seed=run.seed + i) for i, clip in enumerate(clips)]
     truths = [it["attributes"] for it in items]
     clap = ContrastiveJudge.load("clap")
     rate = items[0]["sample_rate"]
@@ -386,25 +358,19 @@ def eval_music_caption(run: Run) -> dict:
     # ground truth: every reference caption (as calibrate_images for image captions); CLAP: the first
     every = music_caption_accuracy([c for it in items for c in it["captions"]],
                                    [it["attributes"] for it in items for _ in it["captions"]])
-    return {"attr_acc": acc["mean"], "clap_score": clap_score(texts), "per_attribute": acc,
-            "ground_truth": {"attr_acc": every["mean"], "clap_score": clap_score([it["captions"][0] for it in items]),
-                             "per_attribute": every},
-            **_conditioning(run, "music_caption", clips, [it["captions"][0] for it in items]),
-            "items": run.rows("music_caption", items, replies)}
+    return Scored({"attr_acc": acc["mean"], "clap_score": clap_score(texts), "per_attribute": acc,
+                   "ground_truth": {"attr_acc": every["mean"],
+                                    "clap_score": clap_score([it["captions"][0] for it in items]),
+                                    "per_attribute": every}},
+                  items, replies, (clips, [it["captions"][0] for it in items]))
 
 
-def eval_t2m(run: Run) -> dict:
-    from anygpt.chat import encode_media
-    from anygpt.eval.judges.contrastive import ContrastiveJudge
-    from anygpt.eval.judges.music import (
-        MUSIC_ATTRIBUTES,
-        MusicJudge,
-        music_attribute_accuracy,
-    )
+def eval_t2m(run: Run, task: EvalTask) -> Scored:
+    from anygpt.chat import encode_media  # torch
 
-    items = _items(run.world, "music", run.limit)
+    items = run.items(task)
     prompts = [it["captions"][0] for it in items]
-    replies = [generate(run.bundle, "t2m", text, seed=run.seed + i) for i, text in enumerate(prompts)]
+    replies = [generate(run.bundle, task.name, text, seed=run.seed + i) for i, text in enumerate(prompts)]
     truths = [it["attributes"] for it in items]
     judge, clap = MusicJudge.load(), ContrastiveJudge.load("clap")
 
@@ -431,43 +397,83 @@ def eval_t2m(run: Run) -> dict:
         raise AnyGPTError(f"{run.world}: test music at several sample rates {sorted(rates)}")
     references = [encode_media(run.bundle, "music", (it["waveform"], it["sample_rate"])) for it in items] \
         if run.conditioning else []
-    return {**figures([g.media for g in replies], run.bundle.codec("music").sample_rate),
-            "ground_truth": figures([it["waveform"] for it in items], rates.pop()),
-            **_conditioning(run, "t2m", prompts, references), "items": run.rows("t2m", items, replies)}
+    return Scored({**figures([g.media for g in replies], run.bundle.codec("music").sample_rate),
+                   "ground_truth": figures([it["waveform"] for it in items], rates.pop())},
+                  items, replies, (prompts, references))
 
 
-EVALUATORS = {"caption": eval_caption, "t2i": eval_t2i, "asr": eval_asr, "tts": eval_tts,
-              "music_caption": eval_music_caption, "t2m": eval_t2m}
+# ----------------------------------------------------------------------------------------------
+# The tasks: one record each, in the order of the paper (and of `anygpt eval all`)
+
+ATTR_ACC = ("attr_acc", "attribute acc")
+CLAP_SCORE = ("clap_score", "CLAP-analog score")
 
 
-OFFWORLD_TASKS = ("caption", "t2i", "asr")  # the tasks the hand-made set (anygpt.eval.offworld) feeds
+def _by_name(*tasks: EvalTask) -> dict[str, EvalTask]:
+    names = [task.name for task in tasks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two evaluation tasks share a name: {names}")
+    return {task.name: task for task in tasks}
 
 
-def evaluate(bundle, world, tasks=TASKS, *, limit: int | None = None, seed: int = 0,
+TASKS: dict[str, EvalTask] = _by_name(
+    EvalTask(name="caption", input="image", output="text",
+             metrics=(("cider", "CIDEr-D"), ATTR_ACC), headline="attr_acc",
+             help="image -> text: CIDEr-D and attribute accuracy of captions",
+             run=eval_caption, offworld="image"),
+    EvalTask(name="t2i", input="text", output="image",
+             metrics=(ATTR_ACC, ("attr_acc_novel", "attr acc, novel pairs"), ("clip_score", "CLIP-analog score")),
+             headline="attr_acc",
+             help="text -> image: attribute accuracy (all and novel pairs) and CLIP-analog score",
+             run=eval_t2i, offworld="prompt"),
+    EvalTask(name="asr", input="speech", output="text",
+             metrics=(("wer", "WER"),), headline="wer",
+             help="speech -> text: WER, beside pocketsphinx's",
+             run=eval_asr, offworld="speech"),
+    EvalTask(name="tts", input="text", output="speech",
+             metrics=(("wer", "WER (judge ASR)"), ("sim", "speaker similarity")), headline="wer",
+             help="text -> speech in a prompted voice: judge WER and speaker similarity",
+             run=eval_tts),
+    EvalTask(name="music_caption", input="music", output="text",
+             metrics=(ATTR_ACC, CLAP_SCORE), headline="attr_acc",
+             help="music -> text: attribute accuracy of captions and CLAP-analog score",
+             run=eval_music_caption),
+    EvalTask(name="t2m", input="text", output="music",
+             metrics=(ATTR_ACC, CLAP_SCORE), headline="attr_acc",
+             help="text -> music: music-judge attribute accuracy and CLAP-analog score",
+             run=eval_t2m),
+)
+
+
+def evaluate(bundle, world, tasks=tuple(TASKS), *, limit: int | None = None, seed: int = 0,
              out: Path | None = None, log=None, conditioning: bool = True, offworld: bool = True) -> dict:
     """{task: figures} with "n", "malformed", "seconds" and per-item "items" in each, and
-    "conditioning" unless `conditioning` is False. With `offworld`, caption, t2i and asr also hold
-    "offworld": the same figures on the hand-made set of inputs the world generator did not make."""
-    unknown = [t for t in tasks if t not in EVALUATORS]
+    "conditioning" unless `conditioning` is False. With `offworld`, the tasks whose record names
+    off-world items (caption, t2i, asr) also hold "offworld": the same figures on the hand-made set of
+    inputs the world generator did not make."""
+    unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise AnyGPTError(f"unknown task {', '.join(unknown)}: choose from {', '.join(TASKS)}")
     run = Run(bundle, Path(world), limit, seed, None if out is None else Path(out), conditioning)
     results = {}
-    for task in tasks:
-        results[task] = _timed(task, run, log)
-        if offworld and task in OFFWORLD_TASKS:
+    for name in tasks:
+        task = TASKS[name]
+        results[name] = _timed(task, run, log)
+        if offworld and task.offworld is not None:
             off = replace(run, source="offworld", out=None if run.out is None else run.out / "offworld")
-            results[task]["offworld"] = _timed(task, off, log)
+            results[name]["offworld"] = _timed(task, off, log)
     return results
 
 
-def _timed(task: str, run: Run, log) -> dict:
+def _timed(task: EvalTask, run: Run, log) -> dict:
     start = time.perf_counter()
-    figures = EVALUATORS[task](run)
+    scored = task.run(run, task)
+    figures = {**scored.figures, **_conditioning(run, task, scored.gap),
+               "items": run.rows(task, scored.items, scored.replies)}
     figures["n"] = len(figures["items"])
     figures["malformed"] = sum(row["malformed"] for row in figures["items"])
     figures["seconds"] = round(time.perf_counter() - start, 2)
     if log is not None:
-        log(f"eval {task}{' (off-world set)' if run.source == 'offworld' else ''}: {figures['n']} items, "
+        log(f"eval {task.name}{' (off-world set)' if run.source == 'offworld' else ''}: {figures['n']} items, "
             f"{figures['malformed']} malformed, {figures['seconds']} s")
     return figures

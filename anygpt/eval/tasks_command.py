@@ -8,6 +8,10 @@ Beside each task's figures: its conditioning gap (anygpt.eval.conditioning), the
 the references after the items' own inputs and after other items' inputs; and for caption, t2i and
 asr the same figures on the off-world set (anygpt.eval.offworld: pictures, speech and prompts the
 world generator did not make), under "offworld".
+
+One subcommand per record of anygpt.eval.tasks.TASKS, with its help line; `all` runs every record,
+and the table prints each record's metrics. This module is imported to build the CLI: `run` imports
+torch and the bundles itself.
 """
 
 from __future__ import annotations
@@ -17,32 +21,24 @@ import json
 import sys
 from pathlib import Path
 
-from anygpt.eval.tasks import TASKS
+from anygpt.errors import AnyGPTError
+from anygpt.eval.command import ensure_world
+from anygpt.eval.tasks import TASKS, evaluate, modalities
 
-HELP = {"caption": "image -> text: CIDEr-D and attribute accuracy of captions",
-        "t2i": "text -> image: attribute accuracy (all and novel pairs) and CLIP-analog score",
-        "asr": "speech -> text: WER, beside pocketsphinx's",
-        "tts": "text -> speech in a prompted voice: judge WER and speaker similarity",
-        "music_caption": "music -> text: attribute accuracy of captions and CLAP-analog score",
-        "t2m": "text -> music: music-judge attribute accuracy and CLAP-analog score",
-        "all": "all six tasks"}
-# (metric key, name in the table) per task, in the order of the paper's tables
-METRICS = {"caption": [("cider", "CIDEr-D"), ("attr_acc", "attribute acc")],
-           "t2i": [("attr_acc", "attribute acc"), ("attr_acc_novel", "attr acc, novel pairs"),
-                   ("clip_score", "CLIP-analog score")],
-           "asr": [("wer", "WER")],
-           "tts": [("wer", "WER (judge ASR)"), ("sim", "speaker similarity")],
-           "music_caption": [("attr_acc", "attribute acc"), ("clap_score", "CLAP-analog score")],
-           "t2m": [("attr_acc", "attribute acc"), ("clap_score", "CLAP-analog score")]}
+
+def subcommands() -> dict[str, tuple[list[str], str]]:
+    """{subcommand: (the tasks it runs, its help line)}: one per record of TASKS, then `all`."""
+    return {**{name: ([name], task.help) for name, task in TASKS.items()},
+            "all": (list(TASKS), f"all {len(TASKS)} tasks: {', '.join(TASKS)}")}
 
 
 def register(subparsers) -> None:
     from anygpt.bundles import default_bundle
 
-    for name in (*TASKS, "all"):
+    for name, (tasks, help_line) in subcommands().items():
         p = subparsers.add_parser(
-            name, help=f"task: {HELP[name]}",
-            description=f"{HELP[name]}. Generates through `anygpt chat --task` on the world's held-out test "
+            name, help=f"task: {help_line}",
+            description=f"{help_line}. Generates through `anygpt chat --task` on the world's held-out test "
                         "split (item i with seed SEED+i) and scores replies and real data with the world's judges.")
         p.add_argument("--bundle", default=default_bundle(), help=f"bundle name or directory (default {default_bundle()})")
         p.add_argument("--world", type=Path, default=None,
@@ -57,23 +53,21 @@ def register(subparsers) -> None:
                        help="skip the conditioning gap (teacher-forced NLL of the references after their own "
                             "and after other items' inputs)")
         p.add_argument("--no-offworld", dest="offworld", action="store_false",
-                       help="skip the off-world set (caption, t2i, asr on inputs the world generator did not make)")
-        p.set_defaults(func=run, tasks=list(TASKS) if name == "all" else [name])
+                       help=f"skip the off-world set ({', '.join(n for n, t in TASKS.items() if t.offworld)} "
+                            "on inputs the world generator did not make)")
+        p.set_defaults(func=run, tasks=tasks)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from anygpt.bundles import load_bundle
-    from anygpt.errors import AnyGPTError
-    from anygpt.eval.command import ensure_world
-    from anygpt.eval.tasks import CODEC_KIND, WORLD_KIND, evaluate
 
     if args.limit is not None and args.limit < 1:
         raise AnyGPTError("--limit must be at least 1")
     torch.set_num_threads(args.threads)
     bundle = load_bundle(args.bundle, device=args.device)  # fails before any world is built
-    world = ensure_world(args.world, sorted({CODEC_KIND[WORLD_KIND[t]] for t in args.tasks}))
+    world = ensure_world(args.world, modalities(args.tasks))
     print(f"eval {' '.join(args.tasks)}: bundle={bundle.name} world={world} limit={args.limit} seed={args.seed}",
           file=sys.stderr)
     results = evaluate(bundle, world, args.tasks, limit=args.limit, seed=args.seed, out=args.out,
@@ -107,13 +101,13 @@ def table(summary: dict) -> str:
     conditioning gap (nats/token) with its matched and mismatched NLL, when measured."""
     lines = [f"{'task':14s} {'metric':24s} {'model':>9s} {'ground truth':>13s}   items"]
     for task, figures in summary.items():
-        for k, (key, name) in enumerate(METRICS[task]):
+        for k, (key, name) in enumerate(TASKS[task].metrics):
             note = f"   n={figures['n']} malformed={figures['malformed']} {figures['seconds']} s" if k == 0 else ""
             lines.append(f"{task if k == 0 else '':14s} {name:24s} {_cell(figures[key]):>9s} "
                          f"{_cell(figures['ground_truth'][key]):>13s}{note}")
         if "offworld" in figures:
             off = figures["offworld"]
-            for key, name in METRICS[task]:
+            for key, name in TASKS[task].metrics:
                 lines.append(f"{'':14s} {'off-world: ' + name:24s} {_cell(off[key]):>9s} "
                              f"{_cell(off['ground_truth'][key]):>13s}   n={off['n']} malformed={off['malformed']}")
         if "conditioning" in figures:
