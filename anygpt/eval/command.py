@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from anygpt.errors import AnyGPTError
-from anygpt.world import WorldConfig, build, load_manifest
 
 KINDS = ("image", "speech", "music")
 # A modality (singular, as codecs and tasks name it) -> the world kind (plural, as anygpt.world names
@@ -26,6 +25,7 @@ def default_world() -> Path:
 def ensure_world(world: Path | None, kinds: list[str]) -> Path:
     """`world`, or the default evaluation world, built (about 90 s on 2 cores) when missing;
     `kinds` are modalities (image, speech, music)."""
+    from anygpt.world import WorldConfig, build, load_manifest  # the world's generator (~0.5 s): not at CLI start
     if world is not None:
         return world
     world = default_world()

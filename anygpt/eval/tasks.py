@@ -33,8 +33,9 @@ judges allow. A reply without a decodable media span of the wanted kind, or with
 music prediction that matches nothing, and a similarity of NO_AGREEMENT for the CLIP, CLAP and
 speaker scores (media the judges reject, such as silent audio, count the same way).
 
-This module builds the CLI (`anygpt eval --help` reads TASKS), so it imports nothing at its top that
-imports torch: the runners import chat, prompts and the conditioning gap themselves.
+This module builds the CLI (`anygpt eval --help` reads TASKS), so nothing it imports at its top
+imports torch or the world's generator (about 0.5 s): the runners import chat, prompts and the
+conditioning gap (torch), and the world's reader and the judges that read its vocabulary, themselves.
 """
 
 from __future__ import annotations
@@ -51,14 +52,10 @@ from anygpt import media
 from anygpt.errors import AnyGPTError
 from anygpt.eval.command import WORLD_KINDS
 from anygpt.eval.judges import speech
-from anygpt.eval.judges.captions import caption_accuracy, cider
 from anygpt.eval.judges.contrastive import ContrastiveJudge
-from anygpt.eval.judges.image import ImageJudge, attribute_accuracy
 from anygpt.eval.judges.music import MUSIC_ATTRIBUTES, MusicJudge, music_attribute_accuracy
-from anygpt.eval.judges.music_text import music_caption_accuracy
 from anygpt.eval.offworld import KINDS as OFFWORLD_KINDS
 from anygpt.eval.offworld import load_offworld
-from anygpt.world import take_items
 
 VOICE_SECONDS = 3.0  # the voice prompt: the first 3 s of another utterance (as `anygpt chat --voice`)
 NO_AGREEMENT = 0.0  # the cosine a malformed reply scores in CLIP, CLAP and speaker similarity
@@ -171,6 +168,8 @@ class Run:
     def items(self, task: EvalTask, *, whole: bool = False) -> list[dict]:
         """The task's items: the first `limit` (all when `whole`) of the world's test split, or with
         source="offworld" of the hand-made set (anygpt.eval.offworld)."""
+        from anygpt.world import take_items  # imports the world's generator (~0.5 s)
+
         limit = None if whole else self.limit
         if self.source == "offworld":
             return load_offworld()[task.offworld][:limit]
@@ -219,6 +218,8 @@ def _judge_or_none(fn, *args):
 
 def caption_attr_acc(captions: list[str], truths: list[dict]) -> float:
     """Mean over caption_accuracy's figures, bg_stated left out (as calibrate_images)."""
+    from anygpt.eval.judges.captions import caption_accuracy  # imports the world's generator (~0.5 s)
+
     scores = caption_accuracy(captions, truths)
     with warnings.catch_warnings():  # an attribute no caption stated is NaN: left out of the mean
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -232,6 +233,7 @@ def caption_attr_acc(captions: list[str], truths: list[dict]) -> float:
 
 def eval_caption(run: Run, task: EvalTask) -> Scored:
     from anygpt.chat import encode_media  # torch
+    from anygpt.eval.judges.captions import cider  # imports the world's generator (~0.5 s)
 
     items = run.items(task)
     images = [encode_media(run.bundle, "image", it["image"]) for it in items]
@@ -250,6 +252,7 @@ def eval_caption(run: Run, task: EvalTask) -> Scored:
 
 def eval_t2i(run: Run, task: EvalTask) -> Scored:
     from anygpt.chat import encode_media  # torch
+    from anygpt.eval.judges.image import ImageJudge, attribute_accuracy  # imports the world's generator (~0.5 s)
 
     items = run.items(task)
     prompts = [it["prompt"] if "prompt" in it else it["captions"][0] for it in items]  # off-world: own words
@@ -340,6 +343,7 @@ def eval_tts(run: Run, task: EvalTask) -> Scored:
 
 def eval_music_caption(run: Run, task: EvalTask) -> Scored:
     from anygpt.chat import encode_media  # torch
+    from anygpt.eval.judges.music_text import music_caption_accuracy  # imports the world's generator (~0.5 s)
 
     items = run.items(task)
     clips = [encode_media(run.bundle, "music", (it["waveform"], it["sample_rate"])) for it in items]
