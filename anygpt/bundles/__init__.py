@@ -29,7 +29,9 @@ _BUNDLE_NAMES = ("BUNDLE_FORMAT", "CODECS_ONLY", "MANIFEST", "Bundle", "CodecSlo
                  "load_codec_slots", "packaged_bundles", "read_manifest", "save_bundle", "verify_files",
                  "write_manifest")
 _FILES_NAMES = ("check_files", "resolve", "sha256")
-__all__ = ["DEFAULT_BUNDLE", "default_bundle", *_BUNDLE_NAMES, *_FILES_NAMES]
+__all__ = ["DEFAULT_BUNDLE", "default_bundle", "BUNDLE_FORMAT", "CODECS_ONLY", "MANIFEST", "Bundle", "CodecSlot",
+           "bundle_names", "load_bundle", "load_codec_slots", "packaged_bundles", "read_manifest", "save_bundle",
+           "verify_files", "write_manifest", "check_files", "resolve", "sha256"]
 
 
 def __getattr__(name: str):
