@@ -43,7 +43,7 @@ anygpt train --recipe tiny-pretrain --set bundle="$RUNS/init" --data "$RUNS/reco
   --out "$RUNS/pretrain"
 anygpt train --recipe tiny-instruct --set bundle="$RUNS/pretrain/bundle" --data "$RUNS/records/tiny_instruct.toml" \
   --out "$RUNS/instruct"
-python -c "from anygpt.bundles.tiny import ship; print('shipped', ship('$RUNS/instruct/bundle'))"
+python -c "from anygpt.bundles.tiny_init import ship; print('shipped', ship('$RUNS/instruct/bundle'))"
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then  # in a clone: compare with the committed bundle
   if git diff --quiet -- anygpt/bundles/tiny; then echo "the rebuilt bundle is byte-identical to the committed one"
   else git diff --stat -- anygpt/bundles/tiny; fi

@@ -104,7 +104,7 @@ def test_ship_writes_a_half_precision_llm_over_shipped_codecs(debug_bundle, save
     from safetensors import safe_open
 
     from anygpt.bundles import CODECS_ONLY
-    from anygpt.bundles.tiny import ship
+    from anygpt.bundles.tiny_init import ship
 
     out = tmp_path / "shipped"
     shutil.copytree(saved / "codecs", out / "codecs")

@@ -106,7 +106,7 @@ def test_inputs_changed_before_the_codec_reads_them_are_announced(capsys, tmp_pa
 
 
 def test_progress_counts_the_reply_tokens_as_they_come(capsys, monkeypatch):
-    from anygpt.cli import Progress
+    from anygpt.chat.terminal import Progress
 
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
     with Progress() as progress:

@@ -29,7 +29,7 @@ def test_demo_writes_every_turn(tmp_path, capsys):
 
 
 def test_verdicts_follow_the_documented_rules():
-    from anygpt.demo import VERDICT_RULES, verdict
+    from anygpt.demo.page import VERDICT_RULES, verdict
 
     assert VERDICT_RULES["wer"] == {"right": 0.15, "partly right": 0.5}
     assert [verdict("wer", w)[0] for w in (0.0, 0.15, 0.3, 0.5, 1.0)] == \
@@ -41,7 +41,7 @@ def test_verdicts_follow_the_documented_rules():
 
 
 def test_scene_and_music_phrases():
-    from anygpt.demo import music_phrase, scene_phrase
+    from anygpt.demo.page import music_phrase, scene_phrase
 
     scene = {"count": 2, "background": {"colour": "light grey", "pattern": "plain"},
              "objects": [{"shape": "star", "colour": "purple", "size": "medium", "position": "top right",

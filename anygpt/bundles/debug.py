@@ -8,7 +8,7 @@ files are real.
 
 from __future__ import annotations
 
-from anygpt.bundles import Bundle, CodecSlot
+from anygpt.bundles.bundle import Bundle, CodecSlot
 from anygpt.generate.config import PRESETS
 from anygpt.layout import official_layout_config
 from anygpt.prompts import DIRECTIONS, format_names, load_format, load_pool, load_tasks

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from anygpt.bundles import BUNDLE_FORMAT, MANIFEST
+from anygpt.bundles.bundle import BUNDLE_FORMAT, MANIFEST
 from anygpt.errors import AnyGPTError, BundleError, LayoutError
 from anygpt.generate.config import preset
 from anygpt.layout import VocabLayout, official_layout_config

@@ -13,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from anygpt.errors import AnyGPTError
+from anygpt.settings import field_types, parse_assignments
 
 MODALITIES = ("text", "image", "speech", "music")
 MAX_SEED = 2**63 - 1  # what torch.manual_seed and numpy's generators all accept
@@ -127,55 +128,25 @@ def _known(where: str, d: dict, cls) -> None:
         raise AnyGPTError(f"unknown {where} setting {unknown[0]!r}; known: {', '.join(sorted(names))}")
 
 
-def _field_type(key: str) -> str:
-    """The declared type of a settable key, as written in the dataclass ("bool", "int | None", ...)."""
+def _setting_type(key: str):
+    """The type of a settable key (`seed`, `music_top_p`, `max_seconds_speech`, ...), None if unknown."""
     modality, _, name = key.partition("_")
     if key.startswith("max_seconds_") and len(key) > len("max_seconds_"):
-        return "float"
-    if modality in MODALITIES and name:
-        owner, name = SamplingConfig, name
-    else:
-        owner, name = DecodingConfig, key
-    types = {f.name: f.type for f in fields(owner)}
-    if name not in types or types[name] not in ("bool", "int", "float", "int | None"):
-        settable = sorted([*(n for n, t in {f.name: f.type for f in fields(DecodingConfig)}.items()
-                             if t in ("bool", "int", "int | None")),
-                           "max_seconds_<modality>", "<modality>_<" + "|".join(f.name for f in fields(SamplingConfig)) + ">"])
-        raise AnyGPTError(f"bad decoding setting {key!r}: unknown key; settable: {', '.join(settable)}")
-    return types[name]
+        return float
+    owner, name = (SamplingConfig, name) if modality in MODALITIES and name else (DecodingConfig, key)
+    kind = field_types(owner).get(name)
+    return kind if kind in _SETTABLE else None
 
 
-def parse_value(key: str, text: str):
-    """One `--set` value as its field's type: true/false for flags, a whole number for counts and
-    seeds, a finite number for the rest (ranges are checked when the setting is applied)."""
-    kind = _field_type(key)
-    low = text.strip().lower()
-    if kind == "bool":
-        if low not in ("true", "false"):
-            raise AnyGPTError(f"bad decoding setting {key}={text!r}: expected true or false")
-        return low == "true"
-    if kind == "int | None" and low in ("none", ""):
-        return None
-    try:
-        value = int(low) if kind.startswith("int") else float(low)
-    except ValueError:
-        expected = "a whole number" if kind.startswith("int") else "a number"
-        raise AnyGPTError(f"bad decoding setting {key}={text!r}: expected {expected}") from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise AnyGPTError(f"bad decoding setting {key}={text!r}: expected a finite number")
-    return value
+_SETTABLE = (bool, int, float, int | None)  # the field types `--set` reaches (not tables of settings)
 
 
 def parse_settings(items: list[str]) -> dict:
     """`--set KEY=VALUE` strings -> {key: typed value}, checked against a default config's ranges
     (so that a bad value fails before anything is loaded); apply them with `override`."""
-    changes: dict = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise AnyGPTError(f"--set expects KEY=VALUE, got {item!r}")
-        changes[key] = parse_value(key, text)
+    settable = sorted([*(f.name for f in fields(DecodingConfig) if field_types(DecodingConfig)[f.name] in _SETTABLE),
+                       "max_seconds_<modality>", "<modality>_<" + "|".join(f.name for f in fields(SamplingConfig)) + ">"])
+    changes = parse_assignments(items, _setting_type, what="decoding setting", settable=", ".join(settable))
     check_settings(changes)
     return changes
 

@@ -10,7 +10,28 @@ from __future__ import annotations
 import argparse
 import os
 
+from anygpt.bundles.command import add_bundle_args, load
+from anygpt.chat.command import add_decoding_args, decoding_changes, resolve_decoding
+from anygpt.errors import AnyGPTError
+
 DEFAULT_PORT = 8421
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="serve a bundle over HTTP: OpenAI-compatible API and a chat page")
+    add_bundle_args(p)
+    add_decoding_args(p)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Check the arguments, bind the port, then load the bundle and serve until Ctrl-C."""
+    check(args)
+    changes = decoding_changes(args)
+    sock = listen(args)
+    bundle = load(args)
+    return serve(bundle, resolve_decoding(args, bundle, changes), args, sock)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,8 +50,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def check(args) -> None:
-    from anygpt.errors import AnyGPTError
-
     if not 0 <= args.port <= 65535:
         raise AnyGPTError(f"--port must be in [0, 65535], got {args.port}")
     for name in ("max_batch", "max_jobs", "max_tokens", "threads", "media_threads"):
@@ -45,8 +64,6 @@ def listen(args):
     """The listening socket, bound before the bundle loads: a taken port fails at once."""
     import socket
 
-    from anygpt.errors import AnyGPTError
-
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -59,8 +76,6 @@ def listen(args):
 
 def serve(bundle, decoding, args, sock) -> int:
     """Start the server on the socket from `listen` (blocks until Ctrl-C)."""
-    from anygpt.errors import AnyGPTError
-
     try:
         import uvicorn
 

@@ -21,6 +21,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from anygpt.errors import run_command
+
 FLAGS = {  # command-line flag -> TrainConfig field (typed by argparse)
     "bundle": str, "data": str, "val_data": str, "out": str, "steps": int, "epochs": float, "lr": float,
     "max_len": int, "micro_batch": int, "grad_accum": int, "precision": str, "finetune": str,
@@ -150,10 +152,4 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from anygpt.errors import AnyGPTError
-
-    try:
-        return args.func(args)
-    except AnyGPTError as e:
-        print(f"anygpt: error: {e}", file=sys.stderr)
-        return 2
+    return run_command(args.func, args)

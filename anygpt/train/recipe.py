@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from anygpt.errors import AnyGPTError
+from anygpt.settings import parse_assignments
 
 
 @dataclass
@@ -95,21 +96,6 @@ def _recipe_text(name_or_path: str) -> str:
     return f.read_text(encoding="utf-8")
 
 
-def parse_value(field_type, text: str):
-    t = str(field_type)
-    if "bool" in t:
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise AnyGPTError(f"expected true/false, got {text!r}")
-        return text.lower() in ("true", "1")
-    if "list" in t:
-        return [s for s in text.split(",") if s]
-    if t in ("int", "<class 'int'>"):
-        return int(float(text)) if "e" in text.lower() else int(text)
-    if t in ("float", "<class 'float'>"):
-        return float(text)
-    return text
-
-
 def load_recipe(name_or_path: str = "pretrain", overrides: dict | None = None,
                 sets: list[str] | None = None) -> TrainConfig:
     """A recipe, then `overrides` (typed values), then `sets` ("key=value" strings)."""
@@ -124,9 +110,5 @@ def load_recipe(name_or_path: str = "pretrain", overrides: dict | None = None,
             raise AnyGPTError(f"unknown training setting {k!r}")
         if v is not None:
             values[k] = v
-    for item in sets or []:
-        k, sep, v = item.partition("=")
-        if not sep or k not in types:
-            raise AnyGPTError(f"--set expects KEY=VALUE with a known key, got {item!r}")
-        values[k] = parse_value(types[k], v)
+    values.update(parse_assignments(sets or [], TrainConfig, what="training setting"))
     return TrainConfig(**values)

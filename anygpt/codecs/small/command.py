@@ -16,23 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
-
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+from anygpt.settings import parse_assignments
 
 
 def _sets(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
-        out[key.strip()] = _value(value)
-    return out
+    """--set KEY=VALUE as codec constructor arguments: JSON literals, else the text as typed."""
+    return parse_assignments(pairs, lambda key: Any, what="codec argument")
 
 
 def register(subparsers) -> None:

@@ -18,6 +18,8 @@ import json
 import sys
 from dataclasses import asdict
 
+from anygpt.errors import run_command
+
 
 def _print_config(name: str, cfg: dict) -> None:
     print(json.dumps({"command": f"data {name}", **cfg}, default=str), flush=True)
@@ -186,17 +188,11 @@ def register(data_subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m anygpt.data.pipeline.command ...` (until `anygpt data` wires these stages in)."""
+    """`python -m anygpt.data.pipeline.command ...`: the same as `anygpt data ...`."""
     parser = argparse.ArgumentParser(prog="anygpt data")
     register(parser.add_subparsers(dest="data_command", required=True))
     args = parser.parse_args(argv)
-    from anygpt.errors import AnyGPTError
-
-    try:
-        return args.func(args)
-    except AnyGPTError as e:
-        print(f"anygpt: error: {e}", file=sys.stderr)
-        return 2
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":
