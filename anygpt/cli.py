@@ -49,10 +49,10 @@ STAGES = (
     Stage("data", "make and prepare data: the offline world, token shards, mixtures",
           ("anygpt.world.command", "anygpt.data.pipeline.command"), group=True),
     Stage("train", "pretraining or instruction tuning from a recipe", ("anygpt.train.command",)),
-    Stage("codecs", "train and evaluate the small image, speech and music codecs", ("anygpt.codecs.small.command",)),
+    Stage("codecs", "train and evaluate the small image, speech and music codecs", ("anygpt.train.codecs.command",)),
     Stage("eval", "evaluate: codecs against the judges, the judges' calibration (and retraining them)",
-          ("anygpt.eval.judges.command", "anygpt.eval.command", "anygpt.eval.tasks_command",
-           "anygpt.eval.judges.command:register_train"), group=True),
+          ("anygpt.train.judges.command", "anygpt.eval.command", "anygpt.eval.tasks_command",
+           "anygpt.train.judges.command:register_train"), group=True),
     Stage("bundle", "save or verify bundles", ("anygpt.bundles.command",)),
 )
 

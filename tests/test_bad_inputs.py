@@ -147,9 +147,9 @@ CASES = {**SET_CASES, **FLAG_CASES, **DEVICE_CASES, **MEDIA_CASES, **TEXT_CASES,
 @pytest.fixture
 def fast_debug(debug_bundle, monkeypatch):
     """The built-in debug bundle is built once for the whole suite."""
-    import anygpt.bundles.bundle
+    import anygpt.bundles.load
 
-    monkeypatch.setattr(anygpt.bundles.bundle, "_builtins", lambda: {"debug": lambda: debug_bundle})
+    monkeypatch.setattr(anygpt.bundles.load, "_builtins", lambda: {"debug": lambda: debug_bundle})
 
 
 @pytest.fixture(scope="module")

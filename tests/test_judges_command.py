@@ -60,7 +60,7 @@ def test_missing_weights_is_a_one_line_error(tmp_path):
 def test_eval_judges_json_on_a_tiny_world(tmp_path, capsys):
     from anygpt.world.build import build
     from anygpt.world.config import WorldConfig
-    from anygpt.eval.judges import command
+    from anygpt.train.judges import command
 
     world = tmp_path / "w"
     build(world, WorldConfig(seed=5, n=10, clip_seconds=2.0, clips_per_render=2,

@@ -168,7 +168,7 @@ def _sets(kind: str) -> list[str]:
 
 
 def test_commands_train_and_eval(world, tmp_path, capsys):
-    from anygpt.codecs.small.command import main
+    from anygpt.cli import main
 
     common = ["--world", str(world), "--steps", "2", "--batch", "2", "--save-every", "1", "--no-progress"]
     for kind in ("image", "speech", "music"):

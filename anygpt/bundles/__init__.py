@@ -1,6 +1,7 @@
 """Bundles: one directory that says everything needed to run a model (see bundle.py).
 
-    bundle.py      the Bundle, its manifest, load_bundle / save_bundle, codec slots
+    bundle.py      the Bundle and its codec slots
+    load.py        load_bundle / save_bundle: a name or directory <-> a Bundle, the manifest
     files.py       hashes and paths of a bundle's files
     debug.py       the random tiny bundle built in memory (`debug`)
     official.py    a bundle of the released AnyGPT models from local folders
@@ -25,9 +26,9 @@ def default_bundle() -> str:
     return DEFAULT_BUNDLE
 
 
-_BUNDLE_NAMES = ("BUNDLE_FORMAT", "CODECS_ONLY", "MANIFEST", "Bundle", "CodecSlot", "bundle_names", "load_bundle",
-                 "load_codec_slots", "packaged_bundles", "read_manifest", "save_bundle", "verify_files",
-                 "write_manifest")
+_BUNDLE_NAMES = ("BUNDLE_FORMAT", "MANIFEST", "Bundle", "CodecSlot")
+_LOAD_NAMES = ("CODECS_ONLY", "bundle_names", "load_bundle", "load_codec_slots", "packaged_bundles", "read_manifest",
+               "save_bundle", "verify_files", "write_manifest")
 _FILES_NAMES = ("check_files", "resolve", "sha256")
 __all__ = ["DEFAULT_BUNDLE", "default_bundle", "BUNDLE_FORMAT", "CODECS_ONLY", "MANIFEST", "Bundle", "CodecSlot",
            "bundle_names", "load_bundle", "load_codec_slots", "packaged_bundles", "read_manifest", "save_bundle",
@@ -37,6 +38,8 @@ __all__ = ["DEFAULT_BUNDLE", "default_bundle", "BUNDLE_FORMAT", "CODECS_ONLY", "
 def __getattr__(name: str):
     if name in _BUNDLE_NAMES:
         module = "anygpt.bundles.bundle"
+    elif name in _LOAD_NAMES:
+        module = "anygpt.bundles.load"
     elif name in _FILES_NAMES:
         module = "anygpt.bundles.files"
     else:
@@ -47,7 +50,7 @@ def __getattr__(name: str):
 
 
 if TYPE_CHECKING:
-    from anygpt.bundles.bundle import (BUNDLE_FORMAT, CODECS_ONLY, MANIFEST, Bundle, CodecSlot, bundle_names,
-                                       load_bundle, load_codec_slots, packaged_bundles, read_manifest,
-                                       save_bundle, verify_files, write_manifest)
+    from anygpt.bundles.bundle import BUNDLE_FORMAT, MANIFEST, Bundle, CodecSlot
+    from anygpt.bundles.load import (CODECS_ONLY, bundle_names, load_bundle, load_codec_slots, packaged_bundles,
+                                     read_manifest, save_bundle, verify_files, write_manifest)
     from anygpt.bundles.files import check_files, resolve, sha256

@@ -19,7 +19,7 @@ LLM = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_atten
 CODECS = {"image": "debug-image", "speech": "debug-speech", "music": "debug-music"}
 
 
-def _corpus() -> list[str]:
+def debug_corpus() -> list[str]:
     """Text the debug tokenizer learns its merges from: the package's own prompt files."""
     lines = []
     for modality in CODECS:
@@ -41,7 +41,7 @@ def build_text_tokenizer(vocab_size: int = TEXT_VOCAB, corpus: list[str] | None 
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(_corpus() if corpus is None else corpus, trainer)
+    tok.train_from_iterator(debug_corpus() if corpus is None else corpus, trainer)
     from tokenizers.processors import TemplateProcessing
 
     tok.post_processor = TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])

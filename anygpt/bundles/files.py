@@ -23,6 +23,8 @@ from pathlib import Path
 
 from anygpt.errors import BundleError
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".dev", ".ckpt")
+
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -52,8 +54,6 @@ def resolve(root: Path, rel, manifest: dict, *, what: str = "path") -> Path:
 
 
 def _recorded_external(p: Path, manifest: dict) -> bool:
-    from anygpt.bundles.official import weight_files
-
     recorded = manifest.get("external_files") or {}
     if not isinstance(recorded, dict) or not any(Path(f) == p or Path(f).is_relative_to(p) for f in recorded):
         return False  # nothing recorded there: refused without looking (it may be "/")
@@ -118,3 +118,10 @@ def _check_external(root: Path, manifest: dict) -> None:
             raise BundleError(f"{root}: missing {f} (named by the manifest)")
         if f.stat().st_size != size:
             raise BundleError(f"{root}: {f} changed size since the bundle was made ({f.stat().st_size} != {size} bytes)")
+
+def weight_files(path: Path | None) -> dict[str, int]:
+    """Weight files under a component path -> their sizes (a cheap check that nothing changed)."""
+    if path is None:
+        return {}
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.suffix in WEIGHT_SUFFIXES)
+    return {str(f): f.stat().st_size for f in files}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from anygpt.bundles.bundle import Bundle
-from anygpt.bundles.official import weight_files
+from anygpt.bundles.files import weight_files
 from anygpt.generate.context import context_length, limits
 from anygpt.model import count_parameters
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from anygpt.bundles.bundle import BUNDLE_FORMAT, MANIFEST
+from anygpt.bundles.files import weight_files
 from anygpt.errors import AnyGPTError, BundleError, LayoutError
 from anygpt.generate.config import preset
 from anygpt.layout import VocabLayout, official_layout_config
@@ -31,7 +32,6 @@ RELEASE_LAYOUT = {
     "unclip": "stable-diffusion-2-1-unclip",
 }
 MUSIC_INPUT_SECONDS = 5.0  # the released models saw 5 s music clips
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".dev", ".ckpt")
 
 
 @dataclass
@@ -138,9 +138,3 @@ def import_official(paths: OfficialPaths, out: Path, *, prompt_format: str | Non
     return out, notes
 
 
-def weight_files(path: Path | None) -> dict[str, int]:
-    """Weight files under a component path -> their sizes (a cheap check that nothing changed)."""
-    if path is None:
-        return {}
-    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.suffix in WEIGHT_SUFFIXES)
-    return {str(f): f.stat().st_size for f in files}

@@ -63,12 +63,12 @@ def init_bundle(world: str | Path, out: str | Path, *, seed: int = 0, codecs_dir
     """Write the untrained tiny bundle (tokenizer from `world`'s training text, random LLM, the
     shipped codecs) to `out`; returns the Bundle."""
     from anygpt.bundles import Bundle, load_codec_slots, save_bundle
-    from anygpt.bundles.debug import _corpus, build_text_tokenizer
+    from anygpt.bundles.debug import debug_corpus, build_text_tokenizer
     from anygpt.generate.config import PRESETS
     from anygpt.model import random_llama
     from anygpt.prompts import load_format
 
-    tokenizer = build_text_tokenizer(TEXT_VOCAB, world_text(world) + _corpus())
+    tokenizer = build_text_tokenizer(TEXT_VOCAB, world_text(world) + debug_corpus())
     codecs = load_codec_slots(codecs_dir, shipped=True)  # codecs.json: `anygpt codecs ship` may be newer than the LLM
     layout_config = tiny_layout_config(codecs["image"].get().tokens_per_item)
     with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was

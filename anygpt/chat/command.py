@@ -1,5 +1,5 @@
-"""`anygpt chat`: talk to a bundle, one turn with inputs or interactively without; and the decoding
-options that `chat` and `serve` share.
+"""`anygpt chat`: talk to a bundle, one turn with inputs or interactively without (the decoding options,
+shared with `serve`, are in options.py).
 
     anygpt chat  [--bundle B] [--text T] [--image F]... [--speech F]... [--music F]... [--voice WAV]
                  [--want text|image|speech|music] [--task T] [--out DIR] [--json]
@@ -11,40 +11,9 @@ from __future__ import annotations
 import argparse
 
 from anygpt.bundles.command import add_bundle_args
-from anygpt.errors import AnyGPTError
-from anygpt.generate.config import check_settings, parse_settings, preset
+from anygpt.chat.options import add_decoding_args
 
 TASKS = ("caption", "t2i", "asr", "tts", "music_caption", "t2m", "voice_chat")  # prompts/tasks.toml
-
-
-def add_decoding_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default=None, help="decoding preset: paper, release, greedy (default: the bundle's)")
-    p.add_argument("--seed", type=int, default=None, help="make sampling reproducible")
-    p.add_argument("--max-new-tokens", type=int, default=None)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a decoding value, e.g. music_top_p=0.9, text_num_beams=1, constrained=false")
-
-
-def decoding_changes(args) -> dict:
-    """The decoding changes asked on the command line, typed and range-checked before anything loads."""
-    changes = parse_settings(args.set)
-    for key in ("seed", "max_new_tokens"):
-        if getattr(args, key) is not None:
-            changes[key] = getattr(args, key)
-    check_settings(changes)
-    return changes
-
-
-def resolve_decoding(args, bundle, changes: dict | None = None):
-    """The bundle's decoding (or --preset's, with the bundle's span limits) with the changes applied."""
-    changes = decoding_changes(args) if changes is None else changes
-    base = preset(args.preset) if args.preset else bundle.decoding
-    if args.preset:  # keep the bundle's span limits; a preset only changes how to sample
-        base = base.override(max_seconds=bundle.decoding.max_seconds, max_new_tokens=bundle.decoding.max_new_tokens)
-    try:
-        return base.override(**changes)
-    except AnyGPTError as e:
-        raise AnyGPTError(f"bad decoding setting: {e}") from None
 
 
 def register(subparsers) -> None:

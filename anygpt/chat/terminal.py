@@ -10,7 +10,7 @@ from pathlib import Path
 
 from anygpt import media
 from anygpt.bundles.command import load
-from anygpt.chat.command import decoding_changes, resolve_decoding
+from anygpt.chat.options import decoding_changes, resolve_decoding
 from anygpt.chat.session import WANTS, ChatSession, encode_media, write_segments
 from anygpt.errors import AnyGPTError
 from anygpt.generate.config import preset

@@ -358,7 +358,7 @@ def run_demo(bundle_name: str, out: Path) -> int:
     load_s = time.perf_counter() - t_load
     if bundle.name == "debug":
         print("Running the debug bundle: the official token layout on random tiny weights. Every step "
-              "runs for real, but the outputs are noise; the trained default model is not shipped yet.")
+              "runs for real, but the outputs are noise; without --bundle the demo runs the trained default (tiny).")
     out.mkdir(parents=True, exist_ok=True)
     inputs = out / "inputs"
     tasks = load_tasks()

@@ -25,7 +25,7 @@ def default_world() -> Path:
 def ensure_world(world: Path | None, kinds: list[str]) -> Path:
     """`world`, or the default evaluation world, built (about 90 s on 2 cores) when missing;
     `kinds` are modalities (image, speech, music)."""
-    from anygpt.world import WorldConfig, build, load_manifest  # the world's generator (~0.5 s): not at CLI start
+    from anygpt.world import WorldConfig, build_world, load_manifest  # the world's generator (~0.5 s): not at CLI start
     if world is not None:
         return world
     world = default_world()
@@ -36,7 +36,7 @@ def ensure_world(world: Path | None, kinds: list[str]) -> Path:
     need = sorted({WORLD_KINDS[k] for k in kinds} - set(held))
     if need:
         print(f"building the evaluation world in {world} (n=400, seed 0)", file=sys.stderr)
-        build(world, WorldConfig(n=400, seed=0, kinds=("images", "speech", "music")), workers=os.cpu_count() or 1)
+        build_world(world, WorldConfig(n=400, seed=0, kinds=("images", "speech", "music")), workers=os.cpu_count() or 1)
     return world
 
 

@@ -11,7 +11,7 @@ import argparse
 import os
 
 from anygpt.bundles.command import add_bundle_args, load
-from anygpt.chat.command import add_decoding_args, decoding_changes, resolve_decoding
+from anygpt.chat.options import add_decoding_args, decoding_changes, resolve_decoding
 from anygpt.errors import AnyGPTError
 
 DEFAULT_PORT = 8421

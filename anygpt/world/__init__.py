@@ -8,7 +8,7 @@ made without a build (the demo's inputs), and the vocabularies that captions and
 Everything else in the submodules is the generator's own business and may change with it.
 """
 
-from anygpt.world.build import build
+from anygpt.world.build import build as build_world
 from anygpt.world.config import KINDS, WorldConfig
 from anygpt.world.items import image_rows, music_rows, speech_rows
 from anygpt.world.media import decode_png, decode_wav, png_bytes, wav_bytes
@@ -26,7 +26,7 @@ from anygpt.world.tables import load as table
 from anygpt.world.words import article, join_list
 
 __all__ = [
-    "KINDS", "SPLITS", "TONIC_NAMES", "WorldConfig", "article", "assign_splits", "background_phrase", "build",
+    "KINDS", "SPLITS", "TONIC_NAMES", "WorldConfig", "article", "assign_splits", "background_phrase", "build_world",
     "caption_scene", "decode_png", "decode_wav", "find_soundfont", "hashed_split", "held_out_pairs", "image_rows",
     "iter_items", "iter_rows", "join_list", "load_manifest", "music_captions", "music_rows", "music_table",
     "object_phrase", "phone_alignment", "png_bytes", "render_scene", "sample_scene", "sentence", "speech_rate",

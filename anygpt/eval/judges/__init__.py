@@ -9,7 +9,7 @@ figure on ground truth (`anygpt eval judges --world DIR --json`):
     captions.py     text_attributes(caption), caption_accuracy(captions, truths), cider(cands, refs)
     music.py        MusicJudge.load().attributes(waveforms, sample_rate), music_attribute_accuracy(...)
     contrastive.py  clip_score(images, texts), clap_score(waveforms, texts, sample_rate)
-    command.py the CLI; training and calibration live in anygpt/train/judges/
+    (their training, calibration and commands live in anygpt/train/judges/)
 
 Imports are lazy: importing a module here loads no model and no heavy package.
 """

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from anygpt.eval.judges.music import PITCH_CLASSES, TEMPO_TOLERANCE
-from anygpt.world import TONIC_NAMES, music_table, tempo_word
+from anygpt.labels import TONIC_NAMES, music_table, tempo_word
 
 # Attributes a music caption is scored on. BPM is reported too, but most caption templates leave it
 # unsaid, so it stays out of the mean.

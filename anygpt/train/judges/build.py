@@ -1,7 +1,6 @@
 """Train every judge that needs training, deterministically from a seed, and write the shipped files.
 
     anygpt eval judges-train --world DIR --out anygpt/eval/judges/weights [--only image ...]
-    python -m anygpt.train.judges ...   (the same)
 
     asr      world.lm + world.dict      bigram LM over grammar sentences hashed to train (asr_lm.py)
     image    image_attributes           CNN on 12,000 fresh scene renders (no world items needed, image.py)
@@ -25,13 +24,11 @@ import time
 from pathlib import Path
 
 from anygpt.errors import AnyGPTError
-from anygpt.eval.judges.weights import weights_dir
-from anygpt.train.judges import asr_lm
+from anygpt.train.judges import JUDGES, asr_lm
 from anygpt.train.judges.contrastive import music_split_features, train_clap, train_clip
 from anygpt.train.judges.image import train_image
 from anygpt.train.judges.music import train_family
 
-JUDGES = ("asr", "image", "music", "clip", "clap")
 
 
 def log(message: str) -> None:
@@ -41,22 +38,8 @@ def log(message: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m anygpt.train.judges", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--world", type=Path, default=None,
-                        help="a world from `anygpt data world` (music and clap read its train split)")
-    parser.add_argument("--out", type=Path, default=weights_dir(), help="where to write (default: the shipped folder)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--only", nargs="+", choices=JUDGES, default=list(JUDGES), help="judges to train (default all)")
-
-
-def run(args: argparse.Namespace) -> int:
+def build(args: argparse.Namespace) -> int:
+    """`anygpt eval judges-train` (train/judges/command.py holds its arguments)."""
     needs_world = {"music", "clap"} & set(args.only)
     if needs_world and args.world is None:
         raise AnyGPTError(f"--world is needed to train {', '.join(sorted(needs_world))}")

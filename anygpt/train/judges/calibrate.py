@@ -29,9 +29,9 @@ from anygpt.eval.judges.captions import caption_accuracy, cider
 from anygpt.eval.judges.contrastive import ContrastiveJudge, retrieval_top1
 from anygpt.eval.judges.image import ImageJudge, attribute_accuracy
 from anygpt.eval.judges.music import MusicJudge, music_attribute_accuracy, music_features, to_feature_rate
+from anygpt.train.judges import KINDS
 from anygpt.world import iter_items
 
-KINDS = ("images", "speech", "music")
 
 
 def _items(world, kind: str, limit: int | None) -> list[dict]:

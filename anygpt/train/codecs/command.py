@@ -143,15 +143,3 @@ def _ship(args) -> int:
     out = ship_codecs(exports, args.out, base=args.base)
     print(f"wrote {out}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (`python -m anygpt.codecs.small.command ...`) until cli.py registers it."""
-    parser = argparse.ArgumentParser(prog="anygpt")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

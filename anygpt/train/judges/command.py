@@ -2,8 +2,7 @@
 the shipped weights). The main CLI calls `register(eval_subparsers)` and `register_train(eval_subparsers)`.
 
     anygpt eval judges --world out/world [--json] [--limit N] [--kinds images speech music]
-    anygpt eval judges-train --world out/judge-train-world --out anygpt/eval/judges/weights
-        (the same as `python -m anygpt.train.judges ...`)
+    anygpt eval judges-train --world out/judge-train-world --out anygpt/eval/judges/weights [--only ...]
 """
 
 from __future__ import annotations
@@ -13,7 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from anygpt.train.judges.calibrate import KINDS
+from anygpt.eval.judges.weights import weights_dir
+from anygpt.train.judges import JUDGES, KINDS
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -58,11 +58,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register_train(subparsers) -> argparse.ArgumentParser:
-    from anygpt.train.judges import build as train
-
     parser = subparsers.add_parser(
         "judges-train", help="rebuild the judges' shipped weights from a seed",
-        description=train.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_arguments(parser)
-    parser.set_defaults(func=train.run)
+        description="Train every judge that needs weights, deterministically from a seed, and write the shipped "
+                    "files (see anygpt/train/judges/build.py for what each judge trains on).")
+    parser.add_argument("--world", type=Path, default=None,
+                        help="a world from `anygpt data world` (music and clap read its train split)")
+    parser.add_argument("--out", type=Path, default=weights_dir(), help="where to write (default: the shipped folder)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--only", nargs="+", choices=JUDGES, default=list(JUDGES), help="judges to train (default all)")
+    parser.set_defaults(func=run_train)
     return parser
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from anygpt.train.judges.build import build
+
+    return build(args)

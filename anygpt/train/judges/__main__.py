@@ -1,3 +1,0 @@
-from anygpt.train.judges.build import main
-
-raise SystemExit(main())
