@@ -11,7 +11,7 @@ Everything else in the submodules is the generator's own business and may change
 from anygpt.world.build import build as build_world
 from anygpt.world.config import KINDS, WorldConfig
 from anygpt.world.items import image_rows, music_rows, speech_rows
-from anygpt.world.media import decode_png, decode_wav, png_bytes, wav_bytes
+from anygpt.world.pngwav import decode_png, decode_wav, png_bytes, wav_bytes
 from anygpt.world.music import TONIC_NAMES, find_soundfont, music_table, tempo_word
 from anygpt.world.music import captions as music_captions
 from anygpt.world.reader import iter_items, iter_rows, load_manifest, take_items
