@@ -10,10 +10,7 @@ from pathlib import Path
 
 from anygpt.errors import AnyGPTError
 
-KINDS = ("image", "speech", "music")
-# A modality (singular, as codecs and tasks name it) -> the world kind (plural, as anygpt.world names
-# its item kinds) that holds its items: the one place eval maps one to the other.
-WORLD_KINDS = {"image": "images", "speech": "speech", "music": "music"}
+MODALITIES = ("image", "speech", "music")  # what --kinds chooses from: the modalities with a codec
 
 
 def default_world() -> Path:
@@ -25,7 +22,8 @@ def default_world() -> Path:
 def ensure_world(world: Path | None, kinds: list[str]) -> Path:
     """`world`, or the default evaluation world, built (about 90 s on 2 cores) when missing;
     `kinds` are modalities (image, speech, music)."""
-    from anygpt.world import WorldConfig, build_world, load_manifest  # the world's generator (~0.5 s): not at CLI start
+    # the world's generator (~0.5 s): not at CLI start
+    from anygpt.world import WorldConfig, build_world, kind_of, load_manifest
     if world is not None:
         return world
     world = default_world()
@@ -33,10 +31,11 @@ def ensure_world(world: Path | None, kinds: list[str]) -> Path:
         held = load_manifest(world)["kinds"]
     except (AnyGPTError, OSError, KeyError, ValueError):  # absent or unreadable: build it
         held = {}
-    need = sorted({WORLD_KINDS[k] for k in kinds} - set(held))
+    need = sorted({kind_of(k) for k in kinds} - set(held))
     if need:
         print(f"building the evaluation world in {world} (n=400, seed 0)", file=sys.stderr)
-        build_world(world, WorldConfig(n=400, seed=0, kinds=("images", "speech", "music")), workers=os.cpu_count() or 1)
+        config = WorldConfig(n=400, seed=0, kinds=tuple(kind_of(m) for m in MODALITIES))
+        build_world(world, config, workers=os.cpu_count() or 1)
     return world
 
 
@@ -52,7 +51,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--world", type=Path, default=None,
                    help="a world from `anygpt data world` (default: the n=400 seed-0 world, built when missing)")
     p.add_argument("--limit", type=int, default=None, help="at most N test items per kind")
-    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    p.add_argument("--kinds", nargs="+", choices=MODALITIES, default=list(MODALITIES))
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -69,13 +68,12 @@ def run(args: argparse.Namespace) -> int:
         raise AnyGPTError("--limit must be at least 4 (voice cloning needs two utterances of two speakers)")
     torch.set_num_threads(args.threads)
     slots = load_codec_slots(args.bundle)
-    modality = {"image": "image", "speech": "speech", "music": "music"}
-    missing = [k for k in args.kinds if modality[k] not in slots]
+    missing = [k for k in args.kinds if k not in slots]
     if missing:
         raise AnyGPTError(f"bundle {args.bundle} has no codec for {', '.join(missing)}")
     world = ensure_world(args.world, args.kinds)
     print(f"eval codecs: bundle={args.bundle} world={world} limit={args.limit}", file=sys.stderr)
-    codecs = {k: slots[modality[k]].get() for k in args.kinds}
+    codecs = {k: slots[k].get() for k in args.kinds}
     figures = evaluate_codecs(codecs, world, args.limit, tuple(args.kinds))
     if args.json:
         print(json.dumps(figures))

@@ -48,6 +48,7 @@ from anygpt.train.codecs import loop as tc
 from anygpt.train.codecs.config import (
     CODEC_NAMES,
     KINDS,
+    MODALITY,
     TrainConfig,
     adamw,
     default_config,
@@ -58,7 +59,7 @@ from anygpt.train.codecs.config import (
 )
 from anygpt.train.codecs.export import CODEC_JSON, WEIGHTS, load_codec_dir
 from anygpt.train.codecs.scene import train_scene
-from anygpt.world import iter_items, music_table, phone_alignment
+from anygpt.world import iter_items, kind_of, music_table, phone_alignment
 
 # ---------------------------------------------------------------------------------------------
 # Data: the world read once into memory; step s's batch is drawn from a generator seeded by (seed, s)
@@ -474,8 +475,7 @@ def evaluate(kind: str, codec_dir: str | Path, world: str | Path, *, split: str 
             grid = torch.cat([torch.cat(list(x[:8]), 2), torch.cat(list(y[:8]), 2)], 1)  # (3, 128, 512)
             tensor_to_image(grid).save(out / "image_reconstructions.png")
     else:
-        world_kind = "music" if kind == "music" else "speech"
-        items = load_audio_items(world, world_kind, split, n, codec.sample_rate)
+        items = load_audio_items(world, kind_of(MODALITY[kind]), split, n, codec.sample_rate)
         if kind == "speech":
             attach_phone_labels(items, codec.hop, codec.frame_rate)
         snr, mel, phone_hits, phone_n, acc, mel_ss, runs = [], [], 0, 0, [], [], []
