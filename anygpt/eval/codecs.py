@@ -1,4 +1,4 @@
-"""`anygpt eval codecs`: a bundle's codecs measured by the world's judges on held-out (test) data.
+"""`anygpt eval codecs --bundle`: a bundle's codecs measured by the world's judges on held-out (test) data.
 
     image            judge attribute accuracy on decoded reconstructions / on the originals
     speech           pocketsphinx WER of reconstructions (every RVQ layer) / of the originals;
