@@ -1,5 +1,6 @@
 """`anygpt eval codecs`: the cloning plan's invariants, and the command on a small world with the
-shipped tiny codecs (every figure present, ratios and similarities in range, gates judged)."""
+shipped tiny codecs (every figure present, ratios and similarities in range, gates judged); one
+source at a time (a bundle's codecs, or one export: tests/test_small_codecs_train.py runs that one)."""
 
 import json
 
@@ -40,3 +41,17 @@ def test_eval_codecs_command(world, capsys):
         value = figures[key]
         assert ok is None if value is None else ok == (value >= GATES[key][1] if GATES[key][0] == ">="
                                                        else value <= GATES[key][1])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--codec", "E"], "give --kind"),
+    (["--kind", "music"], "--kind: only with --codec"),
+    (["--bundle", "tiny", "--split", "test"], "--split: only with --codec"),
+    (["--codec", "E", "--kind", "music", "--limit", "5"], "--limit: only for a bundle's codecs"),
+    (["--codec", "no-such-export", "--kind", "music"], "not a codec export"),
+])
+def test_eval_codecs_takes_one_source(argv, message, capsys):
+    from anygpt.cli import main
+
+    assert main(["eval", "codecs", *argv]) == 2
+    assert message in capsys.readouterr().err

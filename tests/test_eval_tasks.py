@@ -184,16 +184,16 @@ def test_the_table_drives_the_cli(monkeypatch, capsys, tmp_path):
     import anygpt.bundles
     from anygpt.cli import build_parser
     from anygpt.eval import tasks_command
-    from anygpt.eval.command import WORLD_KINDS
     from anygpt.eval.offworld import KINDS as OFFWORLD_KINDS
     from anygpt.prompts import load_tasks
+    from anygpt.world import MODALITY_KINDS
 
     assert len(set(TASKS)) == len(TASKS) and all(name == task.name for name, task in TASKS.items())
     prompts = load_tasks()
     for name, task in TASKS.items():  # the chat prompt the task generates with agrees on both sides
         assert (prompts[name].input, prompts[name].output) == (task.input, task.output), name
         assert {key for key, _ in task.metrics} == MODEL_KEYS[name] and task.headline in MODEL_KEYS[name]
-        assert task.modality in WORLD_KINDS and task.world_kind == WORLD_KINDS[task.modality]
+        assert task.modality in MODALITY_KINDS and task.world_kind == MODALITY_KINDS[task.modality]
         assert task.offworld is None or task.offworld in OFFWORLD_KINDS
     assert set(MODEL_KEYS) == set(TASKS)
 

@@ -179,8 +179,9 @@ def test_commands_train_and_eval(world, tmp_path, capsys):
                  "--out", str(tmp_path / "ss"), "--max-frames", "20", *common]) == 0
     for kind, export in (("image", "image"), ("speech", "ss"), ("music", "music")):
         capsys.readouterr()
-        assert main(["codecs", "eval", kind, "--codec", str(tmp_path / export / "export"), "--world", str(world),
-                     "--n", "2", "--out", str(tmp_path / "eval")]) == 0
+        assert main(["eval", "codecs", "--codec", str(tmp_path / export / "export"), "--kind", kind,
+                     "--world", str(world), "--n", "2", "--out", str(tmp_path / "eval")]) == 0
         metrics = json.loads((tmp_path / "eval" / f"eval_{kind}.json").read_text())
         assert metrics["items"] == 2 and metrics["kind"] == kind
-    assert 0 <= json.loads((tmp_path / "eval" / "eval_speech.json").read_text())["layer1_phone_acc"] <= 1
+    speech = json.loads((tmp_path / "eval" / "eval_speech.json").read_text())
+    assert 0 <= speech["reconstruction"]["layer1_phone_acc"] <= 1

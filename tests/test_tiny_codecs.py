@@ -129,7 +129,7 @@ def test_speech_round_trip_and_cloning_are_seeded(codecs):
 
 def _world_music():
     """Two held-out clips of different pieces, rendered as the evaluation world renders them."""
-    from anygpt.world import items, media, music, splits
+    from anygpt.world import items, music, pngwav, splits
     from anygpt.world.config import WorldConfig
 
     if shutil.which("fluidsynth") is None:
@@ -137,7 +137,7 @@ def _world_music():
     config = WorldConfig(seed=0, n=400)
     groups = [g for g, s in enumerate(splits.assign(0, "music", -(-400 // config.clips_per_render))) if s == "test"]
     font = music.find_soundfont()
-    return [media.decode_wav(items.music_rows(config, g, "test", font)[0]["audio"])[0] for g in groups[:2]]
+    return [pngwav.decode_wav(items.music_rows(config, g, "test", font)[0]["audio"])[0] for g in groups[:2]]
 
 
 def test_music_round_trip(codecs):

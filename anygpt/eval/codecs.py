@@ -1,4 +1,4 @@
-"""`anygpt eval codecs`: a bundle's codecs measured by the world's judges on held-out (test) data.
+"""`anygpt eval codecs --bundle`: a bundle's codecs measured by the world's judges on held-out (test) data.
 
     image            judge attribute accuracy on decoded reconstructions / on the originals
     speech           pocketsphinx WER of reconstructions (every RVQ layer) / of the originals;
@@ -26,14 +26,14 @@ from anygpt.eval.judges.contrastive import ContrastiveJudge
 from anygpt.eval.judges.image import ImageJudge, attribute_accuracy
 from anygpt.eval.judges.music import MusicJudge, music_attribute_accuracy, music_features, to_feature_rate
 from anygpt.media import to_waveform
-from anygpt.world import take_items
+from anygpt.world import kind_of, take_items
 
 GATES = {"image_attr_ratio": (">=", 0.95), "speech_wer_ratio": ("<=", 1.3), "speech_sim": (">=", 0.85),
          "clone_sim": (">=", 0.80), "clone_wer_ratio": ("<=", 1.5), "music_attr_ratio": (">=", 0.90)}
 
 
-def _test_items(world, kind: str, limit: int | None) -> list[dict]:
-    return take_items(world, kind, "test", limit)
+def _test_items(world, modality: str, limit: int | None) -> list[dict]:
+    return take_items(world, kind_of(modality), "test", limit)
 
 
 def _ratio(num: float, den: float) -> float:
@@ -41,7 +41,7 @@ def _ratio(num: float, den: float) -> float:
 
 
 def eval_image(codec, world, limit: int | None) -> dict:
-    items = _test_items(world, "images", limit)
+    items = _test_items(world, "image", limit)
     judge = ImageJudge.load()
     originals = [it["image"] for it in items]
     t0 = time.perf_counter()

@@ -50,7 +50,7 @@ import numpy as np
 
 from anygpt import media
 from anygpt.errors import AnyGPTError
-from anygpt.eval.command import WORLD_KINDS
+from anygpt.eval.command import MODALITIES
 from anygpt.eval.judges import speech
 from anygpt.eval.judges.contrastive import ContrastiveJudge
 from anygpt.eval.judges.music import MUSIC_ATTRIBUTES, MusicJudge, music_attribute_accuracy
@@ -88,9 +88,9 @@ class EvalTask:
 
     def __post_init__(self):
         sides = (self.input, self.output)
-        if sides.count("text") != 1 or any(m != "text" and m not in WORLD_KINDS for m in sides):
+        if sides.count("text") != 1 or any(m != "text" and m not in MODALITIES for m in sides):
             raise ValueError(f"task {self.name}: {self.input} -> {self.output}; one side is text, the other "
-                             f"one of {', '.join(WORLD_KINDS)}")
+                             f"one of {', '.join(MODALITIES)}")
         keys = [key for key, _ in self.metrics]
         if not keys or len(set(keys)) != len(keys) or self.headline not in keys:
             raise ValueError(f"task {self.name}: metrics {keys} must be distinct and hold "
@@ -106,9 +106,10 @@ class EvalTask:
 
     @property
     def world_kind(self) -> str:
-        """The world kind (plural, as anygpt.world names them) of the task's items: eval maps a
-        modality to its world kind in one place, anygpt.eval.command.WORLD_KINDS."""
-        return WORLD_KINDS[self.modality]
+        """The world kind (plural, as anygpt.world names them) that holds the task's items."""
+        from anygpt.world import kind_of  # the world's generator (~0.5 s): not at CLI start
+
+        return kind_of(self.modality)
 
 
 def modalities(names) -> list[str]:

@@ -9,9 +9,9 @@ Everything else in the submodules is the generator's own business and may change
 """
 
 from anygpt.world.build import build as build_world
-from anygpt.world.config import KINDS, WorldConfig
+from anygpt.world.config import KINDS, MODALITY_KINDS, WorldConfig, kind_of, modality_of
 from anygpt.world.items import image_rows, music_rows, speech_rows
-from anygpt.world.media import decode_png, decode_wav, png_bytes, wav_bytes
+from anygpt.world.pngwav import decode_png, decode_wav, png_bytes, wav_bytes
 from anygpt.world.music import TONIC_NAMES, find_soundfont, music_table, tempo_word
 from anygpt.world.music import captions as music_captions
 from anygpt.world.reader import iter_items, iter_rows, load_manifest, take_items
@@ -26,10 +26,10 @@ from anygpt.world.tables import load as table
 from anygpt.world.words import article, join_list
 
 __all__ = [
-    "KINDS", "SPLITS", "TONIC_NAMES", "WorldConfig", "article", "assign_splits", "background_phrase", "build_world",
-    "caption_scene", "decode_png", "decode_wav", "find_soundfont", "hashed_split", "held_out_pairs", "image_rows",
-    "iter_items", "iter_rows", "join_list", "load_manifest", "music_captions", "music_rows", "music_table",
-    "object_phrase", "phone_alignment", "png_bytes", "render_scene", "sample_scene", "sentence", "speech_rate",
-    "speech_rows", "synthesize", "table", "take_items", "tempo_word", "vocabulary_words", "wav_bytes",
-    "where_phrase",
+    "KINDS", "MODALITY_KINDS", "SPLITS", "TONIC_NAMES", "WorldConfig", "article", "assign_splits",
+    "background_phrase", "build_world", "caption_scene", "decode_png", "decode_wav", "find_soundfont",
+    "hashed_split", "held_out_pairs", "image_rows", "iter_items", "iter_rows", "join_list", "kind_of",
+    "load_manifest", "modality_of", "music_captions", "music_rows", "music_table", "object_phrase",
+    "phone_alignment", "png_bytes", "render_scene", "sample_scene", "sentence", "speech_rate", "speech_rows",
+    "synthesize", "table", "take_items", "tempo_word", "vocabulary_words", "wav_bytes", "where_phrase",
 ]

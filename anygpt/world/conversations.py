@@ -20,7 +20,7 @@ import copy
 import random
 from dataclasses import dataclass, field
 
-from anygpt.world import media, music, scenes, sentences, speech, splits, tables
+from anygpt.world import music, pngwav, scenes, sentences, speech, splits, tables
 from anygpt.world.config import WorldConfig
 from anygpt.world.words import article, capitalise
 
@@ -400,19 +400,19 @@ def realise(script: Script, config: WorldConfig, soundfont: str | None) -> dict:
         spec = specs[ref]
         attributes = dict(spec["attributes"])
         if spec["kind"] == "image":
-            data = media.png_bytes(scenes.render_scene(attributes, config.image_size))
+            data = pngwav.png_bytes(scenes.render_scene(attributes, config.image_size))
             rate = 0
         elif spec["kind"] == "music":
             piece = music.load_piece(music.ref_by_id(attributes["piece_id"]))
             samples = music.level(music.render(piece, attributes["program"], attributes["tempo_bpm"],
                                                config.clip_seconds, soundfont))
             rate = music.sample_rate()
-            data = media.wav_bytes(samples, rate)
+            data = pngwav.wav_bytes(samples, rate)
         else:
             samples = speech.synthesize(attributes["text"], attributes["speaker"], attributes["rate"])
             rate = speech.sample_rate()
             attributes["seconds"] = round(len(samples) / rate, 3)
-            data = media.wav_bytes(samples, rate)
+            data = pngwav.wav_bytes(samples, rate)
         rows.append({"ref": ref, "kind": spec["kind"], "data": data, "sample_rate": rate,
                      "description": spec["description"], "attributes": attributes})
     return {"turns": turns, "media": rows}

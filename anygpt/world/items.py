@@ -6,7 +6,7 @@ whichever worker makes it and whatever else is made in the same run.
 
 import json
 
-from anygpt.world import conversations, media, music, scenes, speech, splits
+from anygpt.world import conversations, music, pngwav, scenes, speech, splits
 from anygpt.world.config import WorldConfig
 from anygpt.world.randomness import rng_for
 
@@ -25,7 +25,7 @@ def image_rows(config: WorldConfig, index: int, split: str) -> list[dict]:
     novel = splits.is_novel(config.seed, "images", config.n, index)
     scene = scenes.sample_scene(rng, splits.held_out_pairs(), novel=novel)
     image = scenes.render_scene(scene, config.image_size)
-    return [{"id": item_id("images", index), "index": index, "split": split, "image": media.png_bytes(image),
+    return [{"id": item_id("images", index), "index": index, "split": split, "image": pngwav.png_bytes(image),
              "width": image.width, "height": image.height, "captions": scenes.caption_scene(scene),
              "attributes": to_json(scene)}]
 
@@ -48,7 +48,7 @@ def speech_rows(config: WorldConfig, index: int, split: str) -> list[dict]:
                   "rate_stretch": speech.rates()[rate], "description": speech.describe(speaker["id"], rate),
                   "seconds": seconds}
     return [{"id": item_id("speech", index), "index": index, "split": split,
-             "audio": media.wav_bytes(samples, sample_rate), "sample_rate": sample_rate, "seconds": seconds,
+             "audio": pngwav.wav_bytes(samples, sample_rate), "sample_rate": sample_rate, "seconds": seconds,
              "text": sentence.text, "speaker": speaker["id"], "attributes": to_json(attributes)}]
 
 
@@ -69,7 +69,7 @@ def music_rows(config: WorldConfig, group: int, split: str, soundfont: str) -> l
         samples = music.level(rendering[j * per_clip:(j + 1) * per_clip])
         attributes = music.describe(piece, instrument, bpm, clip, j * clip)
         rows.append({"id": item_id("music", index), "index": index, "split": split,
-                     "audio": media.wav_bytes(samples, sample_rate), "sample_rate": sample_rate,
+                     "audio": pngwav.wav_bytes(samples, sample_rate), "sample_rate": sample_rate,
                      "seconds": round(len(samples) / sample_rate, 3), "captions": music.captions(attributes),
                      "piece_id": piece.ref.piece_id, "attributes": to_json(attributes)})
     return rows

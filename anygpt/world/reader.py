@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from anygpt.world import media
+from anygpt.world import pngwav
 from anygpt.world.build import MANIFEST
 from anygpt.errors import AnyGPTError
 
@@ -69,9 +69,9 @@ def decode_row(kind: str, row: dict) -> dict:
     item = dict(row)
     item["attributes"] = json.loads(row["attributes"])
     if kind == "images":
-        item["image"] = media.decode_png(row["image"])
+        item["image"] = pngwav.decode_png(row["image"])
     elif kind in ("speech", "music"):
-        item["waveform"], item["sample_rate"] = media.decode_wav(item.pop("audio"))
+        item["waveform"], item["sample_rate"] = pngwav.decode_wav(item.pop("audio"))
     elif kind == "conversations":
         item["turns"] = json.loads(row["turns"])
         item["media"] = {entry["ref"]: _decode_media(entry) for entry in row["media"]}
@@ -82,7 +82,7 @@ def _decode_media(entry: dict) -> dict:
     decoded = {"kind": entry["kind"], "description": entry["description"],
                "attributes": json.loads(entry["attributes"])}
     if entry["kind"] == "image":
-        decoded["image"] = media.decode_png(entry["data"])
+        decoded["image"] = pngwav.decode_png(entry["data"])
     else:
-        decoded["waveform"], decoded["sample_rate"] = media.decode_wav(entry["data"])
+        decoded["waveform"], decoded["sample_rate"] = pngwav.decode_wav(entry["data"])
     return decoded

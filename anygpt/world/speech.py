@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anygpt.world import media, tables
+from anygpt.world import pngwav, tables
 from anygpt.errors import AnyGPTError
 
 PEAK = 0.9  # normalised peak amplitude: loud enough, never clipping after resampling
@@ -85,7 +85,7 @@ def synthesize(text: str, speaker_id: str, rate: str = "normal") -> np.ndarray:
         result = subprocess.run(command + ["-t", text, "-o", str(path)], capture_output=True, text=True, check=False)
         if result.returncode != 0 or not path.exists():
             raise AnyGPTError(f"flite failed on {text!r}: {result.stderr.strip()[:200]}")
-        samples, voice_rate = media.decode_wav(path.read_bytes())
+        samples, voice_rate = pngwav.decode_wav(path.read_bytes())
     samples = _resample(samples.astype(np.float64), voice_rate * scale, sample_rate())
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0
     if peak > 0:

@@ -42,13 +42,12 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from anygpt.world import KINDS, decode_wav, iter_rows, load_manifest, wav_bytes
+from anygpt.world import KINDS, MODALITY_KINDS, decode_wav, iter_rows, load_manifest, modality_of, wav_bytes
 from anygpt.errors import AnyGPTError
 
 SUMMARY = "summary.json"
-PAIR_FILES = {"images": "image_pairs", "speech": "speech_pairs", "music": "music_pairs"}  # kind -> file stem
+PAIR_FILES = {kind: f"{modality}_pairs" for modality, kind in MODALITY_KINDS.items()}  # kind -> file stem
 CHAT_FILE = "chats"
-MEDIA_KEY = {"images": "image", "speech": "speech", "music": "music"}  # world kind -> record media key
 SUFFIX = {"image": "png", "speech": "wav", "music": "wav"}
 
 
@@ -86,7 +85,7 @@ def _jsonl(records: list[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
 
 
-class _Media:
+class _MediaWriter:
     """Writes media files under DIR/<split>/media/<folder>/ and returns paths relative to DIR/<split>."""
 
     def __init__(self, split_dir: Path, max_music_seconds: float):
@@ -107,9 +106,9 @@ class _Media:
 
 # --- one function per output file --------------------------------------------------------------
 
-def pair_records(world: Path, kind: str, split: str, out: _Media, captions: str) -> list[dict]:
+def pair_records(world: Path, kind: str, split: str, out: _MediaWriter, captions: str) -> list[dict]:
     """One record per item (speech: its transcript; images, music: caption 0, or every caption)."""
-    key = MEDIA_KEY[kind]
+    key = modality_of(kind)  # the record's media key
     records = []
     for row in iter_rows(world, kind, split):
         path = out.put(kind, row["id"], key, row["image"] if kind == "images" else row["audio"])
@@ -121,7 +120,7 @@ def pair_records(world: Path, kind: str, split: str, out: _Media, captions: str)
     return records
 
 
-def chat_record(row: dict, out: _Media, spoken_prob: float, seed: int) -> dict:
+def chat_record(row: dict, out: _MediaWriter, spoken_prob: float, seed: int) -> dict:
     """A world conversation (turns referencing media by ref) -> a chat record."""
     turns = json.loads(row["turns"])
     stored = {m["ref"]: m for m in row["media"]}
@@ -226,7 +225,7 @@ def run_from_world(cfg: FromWorldConfig, *, quiet: bool = False) -> dict:
     for split in cfg.splits:
         split_dir = out / split
         split_dir.mkdir(parents=True, exist_ok=True)
-        writer = _Media(split_dir, cfg.max_music_seconds)
+        writer = _MediaWriter(split_dir, cfg.max_music_seconds)
         counts[split] = {}
         for kind in kinds:
             stem = PAIR_FILES.get(kind, CHAT_FILE)

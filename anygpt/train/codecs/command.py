@@ -1,15 +1,17 @@
-"""`anygpt codecs`: train and evaluate the small codecs; each command prints its resolved config first.
+"""`anygpt codecs`: train, ship and probe the small codecs; each command prints its resolved config first.
 
     anygpt codecs train image|speech|music --world DIR --out DIR [--steps N] [--batch N] [--lr X]
                   [--save-every N] [--seed S] [--max-items N] [--vq-warmup N] [--no-resume] [--threads N]
                   [--export-dtype float16|float32] [--set KEY=VALUE]...   (KEY: a codec constructor argument)
     anygpt codecs train soundstorm --codec OUT_SPEECH/export --world DIR --out DIR [same flags]
     anygpt codecs train voice --codec OUT_SPEECH/export --world DIR --out DIR [same flags]
-    anygpt codecs eval image|speech|music --codec DIR --world DIR [--split validation] [--n 32] [--out DIR]
+    anygpt codecs ship [--image DIR] [--speech DIR] [--music DIR] [--base BUNDLE] --out BUNDLE
     anygpt codecs probe music --codec DIR --world DIR      (attributes read from bags of layer-1 codes)
 
 A full run: train speech, then soundstorm from its export (or, for phone units, `--set units=phones`,
 the voice renderer); OUT/export of that second run is the complete small-speech codec.
+`anygpt eval codecs --codec OUT/export --kind KIND` measures an export's reconstructions
+(anygpt.eval.command); shipped into a bundle, the judges measure it (`anygpt eval codecs --bundle`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def _sets(pairs: list[str]) -> dict:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("codecs", help="train and evaluate the small image, speech and music codecs")
+    p = subparsers.add_parser("codecs", help="train, ship and probe the small image, speech and music codecs")
     sub = p.add_subparsers(dest="codecs_command", required=True)
     t = sub.add_parser("train", help="train one small codec on a world (checkpoints, resume, loss plot, export)")
     t.add_argument("kind", choices=["image", "scene", "speech", "music", "soundstorm", "voice"])
@@ -65,15 +67,6 @@ def register(subparsers) -> None:
                                   "(required unless all three are given)")
     s.add_argument("--out", required=True, help="bundle directory (its codecs/ is replaced)")
     s.set_defaults(func=_ship)
-    e = sub.add_parser("eval", help="measure a trained small codec on world items")
-    e.add_argument("kind", choices=["image", "scene", "speech", "music"])
-    e.add_argument("--codec", required=True, help="an export directory (codec.json + weights.safetensors)")
-    e.add_argument("--world", required=True)
-    e.add_argument("--split", default="validation")
-    e.add_argument("--n", type=int, default=32)
-    e.add_argument("--out", help="write eval_<kind>.json and sample reconstructions here")
-    e.add_argument("--threads", type=int, default=1)
-    e.set_defaults(func=_eval)
     r = sub.add_parser("probe", help="how well a linear probe reads music attributes from bags of layer-1 codes")
     r.add_argument("kind", choices=["music"])
     r.add_argument("--codec", required=True, help="an export directory (codec.json + weights.safetensors)")
@@ -105,19 +98,6 @@ def _train(args) -> int:
     train.RECIPES[args.kind](args.world, cfg, stop_after=args.stop_after, progress=not args.no_progress,
                              resume=not args.no_resume)
     print(f"wrote {cfg.out}")
-    return 0
-
-
-def _eval(args) -> int:
-    import torch
-
-    from anygpt.train.codecs import recipes as train
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(json.dumps(vars(args) | {"func": None}, indent=2, default=str), flush=True)
-    metrics = train.evaluate(args.kind, args.codec, args.world, split=args.split, n=args.n, out=args.out)
-    print(json.dumps(metrics, indent=2))
     return 0
 
 

@@ -20,8 +20,9 @@ from anygpt.train.codecs.export import EXPORT, export_codec
 KINDS = ("image", "scene", "speech", "music", "soundstorm", "voice")
 CODEC_NAMES = {"image": "small-image", "scene": "small-scene", "speech": "small-speech", "music": "small-music",
                "soundstorm": "small-speech", "voice": "small-speech"}
-WORLD_KIND = {"image": "images", "scene": "images", "speech": "speech", "music": "music", "soundstorm": "speech",
-              "voice": "speech"}
+# the modality of the codec each recipe trains (its items: the world kind anygpt.world.kind_of names)
+MODALITY = {"image": "image", "scene": "image", "speech": "speech", "music": "music", "soundstorm": "speech",
+            "voice": "speech"}
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""One training recipe per small codec, and their evaluations, on the offline world (`anygpt codecs train|eval`).
+"""One training recipe per small codec, and their evaluation, on the offline world (`anygpt codecs train`).
 
     train_image(world, TrainConfig)       world images -> small-image
     train_speech(world, TrainConfig)      world speech (+ flite's phone alignments for layer 1) -> small-speech
@@ -6,7 +6,8 @@
                                           world's instrument of each clip for layer 1's head)
     train_soundstorm(world, TrainConfig)  a trained small-speech (cfg.codec) -> its SoundStorm trained
     train_voice(world, TrainConfig)       a trained phone-unit small-speech (cfg.codec) -> its voice renderer
-    evaluate(kind, codec_dir, world)      reconstruction, code usage, layer-1 phone accuracy, SoundStorm accuracy
+    evaluate(kind, codec_dir, world)      reconstruction, code usage, layer-1 phone accuracy, SoundStorm
+                                          accuracy (`anygpt eval codecs --codec DIR --kind KIND`)
 
 Every recipe writes OUT/ as described in loop.py and exports OUT/export/ (codec.json +
 weights.safetensors), which `load_codec_dir` or a bundle's CodecSlot loads through the registry.
@@ -48,6 +49,7 @@ from anygpt.train.codecs import loop as tc
 from anygpt.train.codecs.config import (
     CODEC_NAMES,
     KINDS,
+    MODALITY,
     TrainConfig,
     adamw,
     default_config,
@@ -58,7 +60,7 @@ from anygpt.train.codecs.config import (
 )
 from anygpt.train.codecs.export import CODEC_JSON, WEIGHTS, load_codec_dir
 from anygpt.train.codecs.scene import train_scene
-from anygpt.world import iter_items, music_table, phone_alignment
+from anygpt.world import iter_items, kind_of, music_table, phone_alignment
 
 # ---------------------------------------------------------------------------------------------
 # Data: the world read once into memory; step s's batch is drawn from a generator seeded by (seed, s)
@@ -452,7 +454,11 @@ def _snr(x: np.ndarray, y: np.ndarray) -> float:
 
 def evaluate(kind: str, codec_dir: str | Path, world: str | Path, *, split: str = "validation", n: int = 32,
              out: str | Path | None = None) -> dict:
-    """Metrics of a trained small codec on `n` world items of `split`; samples under `out`."""
+    """A trained small codec's reconstructions of `n` world items of `split` (`anygpt eval codecs --codec`):
+    {"kind", "codec", "split", "items", "seconds", "reconstruction": {figures}}, the figures being
+    image: l1, psnr, codes_used, perplexity; speech, music: snr_db, mel_l1, codes_used_per_layer; speech
+    also layer1_phone_acc, layer1_mean_run_frames and, with SoundStorm, soundstorm_acc_per_level and
+    soundstorm_mel_l1. `out`: that object as eval_<kind>.json, and sample reconstructions."""
     kind = "speech" if kind == "soundstorm" else kind
     codec = load_codec_dir(codec_dir)
     t0 = time.perf_counter()
@@ -474,8 +480,7 @@ def evaluate(kind: str, codec_dir: str | Path, world: str | Path, *, split: str 
             grid = torch.cat([torch.cat(list(x[:8]), 2), torch.cat(list(y[:8]), 2)], 1)  # (3, 128, 512)
             tensor_to_image(grid).save(out / "image_reconstructions.png")
     else:
-        world_kind = "music" if kind == "music" else "speech"
-        items = load_audio_items(world, world_kind, split, n, codec.sample_rate)
+        items = load_audio_items(world, kind_of(MODALITY[kind]), split, n, codec.sample_rate)
         if kind == "speech":
             attach_phone_labels(items, codec.hop, codec.frame_rate)
         snr, mel, phone_hits, phone_n, acc, mel_ss, runs = [], [], 0, 0, [], [], []
@@ -518,8 +523,8 @@ def evaluate(kind: str, codec_dir: str | Path, world: str | Path, *, split: str 
             if acc:
                 metrics["soundstorm_acc_per_level"] = np.mean(acc, 0).round(4).tolist()
                 metrics["soundstorm_mel_l1"] = float(np.mean(mel_ss))
-    metrics = {"kind": kind, "codec": str(codec_dir), "split": split, "items": n, **metrics,
-               "seconds": round(time.perf_counter() - t0, 2)}
+    metrics = {"kind": kind, "codec": str(codec_dir), "split": split, "items": n,
+               "seconds": round(time.perf_counter() - t0, 2), "reconstruction": metrics}
     if out:
         (out / f"eval_{kind}.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return metrics

@@ -1,4 +1,4 @@
-"""Encode and decode media as bytes: PNG for images, 16-bit PCM WAV for audio.
+"""The bytes the world stores in its rows: PNG for images, 16-bit PCM WAV for audio (encode, decode).
 
 WAV is written with the standard library so that the bytes depend on the samples alone
 (no encoder version, no date chunk): the same seed gives byte-identical shards.
