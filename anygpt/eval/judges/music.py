@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anygpt.eval.judges.checkpoint import load_module
 from anygpt.labels import (
     MAJOR_PROFILE,
     MINOR_PROFILE,
@@ -157,8 +158,6 @@ class MusicJudge:
 
     @classmethod
     def load(cls, folder=None) -> MusicJudge:
-        from anygpt.eval.judges.checkpoint import load_module
-
         model, config, _ = load_module(WEIGHTS_FILE, MusicJudgeConfig, build_family_model, folder)
         return cls(model, config)
 
