@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from anygpt.bundles import default_bundle
 from anygpt.errors import AnyGPTError
 
 KINDS = ("image", "speech", "music")
@@ -41,8 +42,6 @@ def ensure_world(world: Path | None, kinds: list[str]) -> Path:
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    from anygpt.bundles import default_bundle
-
     p = subparsers.add_parser(
         "codecs", help="measure a bundle's codecs with the world's judges on held-out data",
         description="Reconstruct the world's test images, speech and music through the bundle's codecs and "
