@@ -17,6 +17,7 @@ Everything runs at FEATURE_RATE: enough for timbre up to 8 kHz, half the cost of
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,8 +67,6 @@ def log_mel(wav: np.ndarray) -> np.ndarray:
 
 def chroma(wav: np.ndarray) -> np.ndarray:
     """(12, frames) CQT chroma, C first."""
-    import warnings
-
     import librosa
 
     with warnings.catch_warnings():  # the CQT's decimated low octaves warn about short frames; harmless
