@@ -13,6 +13,7 @@ later as a shape error or a silent garbage token sequence.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from anygpt.errors import MediaError
+from anygpt.outputs import write_file
 
 SILENCE_PEAK = 1e-4  # below this peak |sample| a waveform is treated as silence (-80 dBFS)
 PathLike = str | os.PathLike
@@ -53,8 +55,6 @@ def load_image(path: PathLike) -> Image.Image:
 
 def image_from_bytes(data: bytes, *, source: str = "image") -> Image.Image:
     """The same for an image file's bytes (an upload): `source` names it in errors."""
-    import io
-
     return _read_image(io.BytesIO(data), source)
 
 
@@ -105,8 +105,6 @@ def as_image(x: Any, *, source: str = "image") -> Image.Image:
 def save_image(image: Image.Image | np.ndarray, path: PathLike, *, existing: str = "replace") -> Path:
     """Write an image as PNG (an HxWx3 uint8 array is accepted too) through the safe writer
     (outputs.write_file: `existing` says what happens to a file of that name); returns the path."""
-    from anygpt.outputs import write_file
-
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     if not isinstance(image, Image.Image):
@@ -162,8 +160,6 @@ def load_audio(path: PathLike, sample_rate: int, *, max_seconds: float | None = 
 def audio_from_bytes(data: bytes, sample_rate: int, *, source: str = "audio",
                      max_seconds: float | None = None) -> np.ndarray:
     """The same for an audio file's bytes (an upload): `source` names it in errors."""
-    import io
-
     return _read_audio(io.BytesIO(data), source, sample_rate, max_seconds)
 
 
@@ -211,8 +207,6 @@ def save_audio(path: PathLike, wav: Any, sample_rate: int, *, existing: str = "r
     (outputs.write_file: `existing` says what happens to a file of that name); returns the path."""
     import soundfile as sf
 
-    from anygpt.outputs import write_file
-
     path = Path(path)
     clipped = _playable(wav, str(path))
     return write_file(path, lambda f: sf.write(f, clipped, sample_rate, subtype="PCM_16", format="WAV"),
@@ -225,8 +219,6 @@ AUDIO_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "mp3": ("
 
 def audio_bytes(wav: Any, sample_rate: int, fmt: str = "wav") -> bytes:
     """A mono waveform as the bytes of an audio file of format `fmt` (one of AUDIO_FORMATS)."""
-    import io
-
     import soundfile as sf
 
     if fmt not in AUDIO_FORMATS:
@@ -239,8 +231,6 @@ def audio_bytes(wav: Any, sample_rate: int, fmt: str = "wav") -> bytes:
 
 
 def png_bytes(image: Image.Image | np.ndarray) -> bytes:
-    import io
-
     buf = io.BytesIO()
     as_image(image).save(buf, format="PNG")
     return buf.getvalue()

@@ -12,10 +12,14 @@ the first time it is used); load.py turns a built-in name (`debug`) or a directo
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from anygpt.codecs.base import Codec, build_codec
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from anygpt.codecs.base import Codec, build_codec, codec_builder
 from anygpt.errors import AnyGPTError, BundleError
 from anygpt.generate.config import DecodingConfig
 from anygpt.layout import VocabLayout
@@ -90,17 +94,10 @@ class Bundle:
 
 
 def _accepts(codec_name: str, argument: str) -> bool:
-    import inspect
-
-    from anygpt.codecs.base import codec_builder
-
     return argument in inspect.signature(codec_builder(codec_name)).parameters
 
 
 def _load_weights(codec: Codec, path: Path) -> None:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     try:
         state = load_file(path)
     except (OSError, SafetensorError) as e:

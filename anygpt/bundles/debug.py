@@ -11,6 +11,7 @@ from __future__ import annotations
 from anygpt.bundles.bundle import Bundle, CodecSlot
 from anygpt.generate.config import PRESETS
 from anygpt.layout import official_layout_config
+from anygpt.model import random_llama
 from anygpt.prompts import DIRECTIONS, format_names, load_format, load_pool, load_tasks
 
 TEXT_VOCAB = 512
@@ -34,6 +35,7 @@ def build_text_tokenizer(vocab_size: int = TEXT_VOCAB, corpus: list[str] | None 
     """A byte-level BPE with LLaMA's special tokens (<unk> 0, <s> 1, </s> 2), learnt from `corpus`
     (default: the package's prompt files); deterministic."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers.processors import TemplateProcessing
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -42,15 +44,11 @@ def build_text_tokenizer(vocab_size: int = TEXT_VOCAB, corpus: list[str] | None 
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(debug_corpus() if corpus is None else corpus, trainer)
-    from tokenizers.processors import TemplateProcessing
-
     tok.post_processor = TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
 
 
 def build_debug_bundle(seed: int = 0) -> Bundle:
-    from anygpt.model import random_llama
-
     tokenizer = build_text_tokenizer()
     model, layout = random_llama(tokenizer, official_layout_config(), seed=seed, **LLM)
     # Small budgets: a random model never stops by itself, so every reply runs to them.

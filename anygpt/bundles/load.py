@@ -8,12 +8,15 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from safetensors.torch import save_file
+
 from anygpt.bundles import debug
 from anygpt.bundles.bundle import BUNDLE_FORMAT, MANIFEST, Bundle, CodecSlot
 from anygpt.bundles.files import check_files, resolve, sha256
 from anygpt.errors import AnyGPTError, BundleError
 from anygpt.generate.config import DecodingConfig
 from anygpt.layout import LayoutConfig, VocabLayout
+from anygpt.model import load_causal_lm, load_tokenizer, resolve_device
 from anygpt.prompts import load_format
 
 
@@ -30,8 +33,6 @@ def bundle_names() -> list[str]:
 def load_bundle(name_or_path: str | Path, *, device: str = "cpu", dtype: str | None = None,
                 verify: bool = True) -> Bundle:
     """A built-in bundle by name, or a bundle directory (hashes checked unless `verify=False`)."""
-    from anygpt.model import resolve_device
-
     resolve_device(device)
     builtins = _builtins()
     if str(name_or_path) in builtins:
@@ -48,8 +49,6 @@ def load_bundle(name_or_path: str | Path, *, device: str = "cpu", dtype: str | N
 
 
 def _load_dir(path: Path, *, device: str, dtype: str | None, verify: bool) -> Bundle:
-    from anygpt.model import load_causal_lm, load_tokenizer
-
     manifest = read_manifest(path)
     check_files(path, manifest, hashes=verify)
     prompt_format = load_format(manifest["prompt_format"])
@@ -191,8 +190,6 @@ def verify_files(path: Path, manifest: dict) -> int:
 
 def save_bundle(bundle: Bundle, out: str | Path) -> Path:
     """Write a bundle directory with weights in safetensors and a hash for every file."""
-    from safetensors.torch import save_file
-
     out = Path(out)
     if (out / MANIFEST).exists() or (out.exists() and any(out.iterdir())):
         raise AnyGPTError(f"{out}: exists and is not empty; choose a new directory")

@@ -23,6 +23,8 @@ from anygpt.bundles.files import weight_files
 from anygpt.errors import AnyGPTError, BundleError, LayoutError
 from anygpt.generate.config import preset
 from anygpt.layout import VocabLayout, official_layout_config
+from anygpt.model import load_tokenizer
+from anygpt.prompts import load_format
 
 RELEASE_LAYOUT = {
     "seed": "seed-tokenizer-2/seed_quantizer.pt",
@@ -74,9 +76,6 @@ def check_tokenizer(tokenizer) -> tuple[VocabLayout, bool]:
 def import_official(paths: OfficialPaths, out: Path, *, prompt_format: str | None = None,
                     decoding: str = "paper", codec_overrides: dict[str, dict] | None = None) -> tuple[Path, list[str]]:
     """Write a bundle manifest for the official models; returns the folder and notes for the user."""
-    from anygpt.model import load_tokenizer
-    from anygpt.prompts import load_format
-
     if (out / MANIFEST).exists() or (out.exists() and any(out.iterdir())):
         raise AnyGPTError(f"{out}: exists and is not empty; choose a new directory")
     if not (paths.llm / "config.json").is_file():

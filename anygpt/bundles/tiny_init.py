@@ -15,11 +15,20 @@ one is shipped in anygpt/bundles/tiny/ (see scripts/train_tiny.sh).
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from anygpt.bundles.bundle import Bundle
+from anygpt.bundles.debug import build_text_tokenizer, debug_corpus
+from anygpt.bundles.load import CODECS_ONLY, load_bundle, load_codec_slots, save_bundle, write_manifest
+from anygpt.generate.config import PRESETS
 from anygpt.layout import OFFICIAL_IMAGE, OFFICIAL_MUSIC, OFFICIAL_SPEECH, LayoutConfig
+from anygpt.model import random_llama
+from anygpt.prompts import load_format
+from anygpt.world import iter_rows, load_manifest
 
 TEXT_VOCAB = 1024
 # 5.95 M parameters (4.3 M of them the expanded embeddings and output layer): what 2 cores train in an hour
@@ -31,16 +40,12 @@ CODECS_DIR = Path(__file__).parent / "tiny"
 def tiny_layout_config(image_tokens: int = 32) -> LayoutConfig:
     """The official layout's tokens, in the official order, sized for the small codecs: 1024 image
     codes, `image_tokens` of them per picture (small-scene: 38)."""
-    from dataclasses import replace
-
     image = replace(OFFICIAL_IMAGE, codebook_size=1024, tokens_per_item=image_tokens)
     return LayoutConfig(modalities=(image, OFFICIAL_SPEECH, OFFICIAL_MUSIC))
 
 
 def world_text(world: str | Path, split: str = "train") -> list[str]:
     """Every sentence of a world's split: captions, transcripts, conversation text."""
-    from anygpt.world import iter_rows, load_manifest
-
     kinds = load_manifest(world)["kinds"]
     lines: list[str] = []
     for kind in ("images", "speech", "music", "conversations"):
@@ -62,12 +67,6 @@ def world_text(world: str | Path, split: str = "train") -> list[str]:
 def init_bundle(world: str | Path, out: str | Path, *, seed: int = 0, codecs_dir: str | Path = CODECS_DIR):
     """Write the untrained tiny bundle (tokenizer from `world`'s training text, random LLM, the
     shipped codecs) to `out`; returns the Bundle."""
-    from anygpt.bundles import Bundle, load_codec_slots, save_bundle
-    from anygpt.bundles.debug import debug_corpus, build_text_tokenizer
-    from anygpt.generate.config import PRESETS
-    from anygpt.model import random_llama
-    from anygpt.prompts import load_format
-
     tokenizer = build_text_tokenizer(TEXT_VOCAB, world_text(world) + debug_corpus())
     codecs = load_codec_slots(codecs_dir, shipped=True)  # codecs.json: `anygpt codecs ship` may be newer than the LLM
     layout_config = tiny_layout_config(codecs["image"].get().tokens_per_item)
@@ -88,10 +87,6 @@ def ship(trained: str | Path, out: str | Path = CODECS_DIR) -> Path:
     """Turn a trained tiny bundle (the output of `anygpt train`) into the shipped one at `out`: the
     LLM in float16 safetensors (run in fp32), its tokenizer and decoding defaults, and the
     float16 codecs already in out/codecs/ (from `anygpt codecs ship`). Returns `out`."""
-    import shutil
-
-    from anygpt.bundles import CODECS_ONLY, load_bundle, write_manifest
-
     out = Path(out)
     codecs = json.loads((out / CODECS_ONLY).read_text(encoding="utf-8"))
     bundle = load_bundle(trained)

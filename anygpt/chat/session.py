@@ -16,10 +16,12 @@ from typing import Callable
 
 import numpy as np
 
+from anygpt import media
 from anygpt.bundles import Bundle
 from anygpt.errors import AnyGPTError
 from anygpt.generate.config import DecodingConfig
 from anygpt.generate.context import check_input_seconds, context_length, fit
+from anygpt.generate.decoder import make_decoder
 from anygpt.generate.engine import GenerationRequest, generate
 from anygpt.generate.segments import Segment, parse_reply
 from anygpt.prompts import Media, Piece, UserText, encode_pieces, load_pool, merge_text, user_pieces
@@ -37,8 +39,6 @@ def encode_media(bundle: Bundle, modality: str, source, *, announce: bool = Fals
     """A file path (or an in-memory image, waveform or (waveform, sample rate) pair) -> Media with the
     bundle's codec. `announce`: warn (warnings.warn) when the input is resized, resampled or cut
     before the codec reads it, as a user's own files should be."""
-    from anygpt import media
-
     codec = bundle.codec(modality)
     if isinstance(source, (str, Path)):
         if modality == "image":
@@ -123,15 +123,15 @@ class ChatSession:
 
     def _base_pieces(self, content: list[Piece], want: str | None) -> list[Piece]:
         fmt, layout = self.bundle.prompt_format, self.bundle.layout
-        media = [p for p in content if isinstance(p, Media)]
+        inputs = [p for p in content if isinstance(p, Media)]
         text = UserText(" ".join(p.text.strip() for p in content if isinstance(p, UserText) and p.text.strip()))
         rng = random.Random(self.decoding.seed or 0)
-        if media:
-            if len(media) > 1 or text.text or want not in (None, "text"):
+        if inputs:
+            if len(inputs) > 1 or text.text or want not in (None, "text"):
                 raise AnyGPTError("a base model takes one media input and answers in text "
                                   "(or text in and one media output); use a chat bundle for more")
-            pool = load_pool(media[0].modality, "to_text")
-            return fmt.base_pieces("to_text", rng.choice(pool), media=media[0])
+            pool = load_pool(inputs[0].modality, "to_text")
+            return fmt.base_pieces("to_text", rng.choice(pool), media=inputs[0])
         if want in (None, "text"):
             raise AnyGPTError("a base model needs --want image|speech|music for a text input")
         pool = load_pool(want, "from_text")
@@ -162,8 +162,6 @@ class ChatSession:
         decoding = fit([len(p) for p in prompts], self.decoding, context=context_length(b.model), layout=b.layout,
                        want=want)
         if self._decoder is None:
-            from anygpt.generate.decoder import make_decoder
-
             self._decoder = make_decoder(b.model, rows=len(requests))
         gens = generate(b.model, b.layout, requests, decoding, stop_ids=b.stop_ids, pad_id=b.pad_id,
                         on_token=on_token, decoder=self._decoder)
@@ -187,8 +185,6 @@ def write_segments(bundle: Bundle, segments: list[Segment], out_dir: str | Path,
     """Decode media segments to PNG/WAV files in out_dir; return one JSON-ready dict per segment.
     A name already taken gets the next number (reply-image1-2.png) unless `existing` says otherwise
     (see outputs.write_file): an earlier reply's files are never overwritten."""
-    from anygpt import media
-
     out_dir = Path(out_dir)
     rows: list[dict] = []
     counts: dict[str, int] = {}

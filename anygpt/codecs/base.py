@@ -13,6 +13,7 @@ ids; codecs never see token ids.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -123,8 +124,6 @@ def codec_names() -> list[str]:
 
 def codec_builder(name: str) -> Callable[..., Codec]:
     if name not in _REGISTRY and name in BUILTIN_CODECS:
-        import importlib
-
         importlib.import_module(BUILTIN_CODECS[name])
     if name not in _REGISTRY:
         raise AnyGPTError(f"unknown codec {name!r}; known codecs: {', '.join(codec_names())}")

@@ -11,7 +11,7 @@ anygpt/eval/tasks.py and a one-word verdict (VERDICT_RULES):
     turn              expected                         judged by (as the task)           verdict on
     text -> image     the world's picture of caption   image judge: attributes, phrase   attr_acc
     image -> text     the picture's world captions     caption_attr_acc                  attr_acc
-    speech -> text    the transcript                   speech.wer                        wer
+    speech -> text    the transcript                   speech_judge.wer                        wer
     text -> speech    the sentence                     pocketsphinx, wer, resemblyzer    wer
     music -> text     the clip's world captions        music_caption_accuracy            attr_acc
     text -> music     the clip the caption describes   music judge: attributes           attr_acc
@@ -33,7 +33,18 @@ from pathlib import Path
 
 import numpy as np
 
+from anygpt import media
+from anygpt.bundles import load_bundle
+from anygpt.chat import ChatSession, encode_media, write_segments
+from anygpt.errors import AnyGPTError
+from anygpt.eval.judges import speech as speech_judge
+from anygpt.eval.judges.image import ImageJudge, attribute_accuracy
+from anygpt.eval.judges.music import MusicJudge, music_attribute_accuracy
+from anygpt.eval.judges.music_text import music_caption_accuracy
+from anygpt.eval.tasks import EMPTY_SCENE, caption_attr_acc
 from anygpt.prompts import Piece, load_tasks
+from anygpt.world import (WorldConfig, article, assign_splits, background_phrase, decode_png, decode_wav, find_soundfont,
+                          image_rows, join_list, music_rows, object_phrase, speech_rows, where_phrase)
 
 DEMO_SEED = 0
 
@@ -111,25 +122,23 @@ def world_inputs(seed: int = 0, n: int = 400) -> DemoInputs:
     """Held-out items of the evaluation world (seed 0, n=400: its test split, never trained on),
     generated on the spot: a picture and another's caption, two utterances by different speakers and
     a third sentence, a music clip and another clip's caption; with their expected answers."""
-    from anygpt import world
-
-    config = world.WorldConfig(seed=seed, n=n)
-    test = {kind: [i for i, s in enumerate(world.assign_splits(seed, kind, n)) if s == "test"]
+    config = WorldConfig(seed=seed, n=n)
+    test = {kind: [i for i, s in enumerate(assign_splits(seed, kind, n)) if s == "test"]
             for kind in ("images", "speech")}
-    images = [world.image_rows(config, i, "test")[0] for i in test["images"][:2]]
-    speech = [world.speech_rows(config, i, "test")[0] for i in test["speech"][:6]]
+    images = [image_rows(config, i, "test")[0] for i in test["images"][:2]]
+    speech = [speech_rows(config, i, "test")[0] for i in test["speech"][:6]]
     voice = next(r for r in speech[1:] if r["speaker"] != speech[0]["speaker"])
-    groups = [g for g, s in enumerate(world.assign_splits(seed, "music", -(-n // config.clips_per_render))) if s == "test"]
-    font = world.find_soundfont()
-    clips = world.music_rows(config, groups[0], "test", font)
-    other = world.music_rows(config, groups[1], "test", font)[0] if len(groups) > 1 else clips[-1]
-    wav = lambda row: world.decode_wav(row["audio"])[0]
+    groups = [g for g, s in enumerate(assign_splits(seed, "music", -(-n // config.clips_per_render))) if s == "test"]
+    font = find_soundfont()
+    clips = music_rows(config, groups[0], "test", font)
+    other = music_rows(config, groups[1], "test", font)[0] if len(groups) > 1 else clips[-1]
+    wav = lambda row: decode_wav(row["audio"])[0]
     truth = WorldTruth(
-        world.decode_png(images[1]["image"]), json.loads(images[1]["attributes"]), json.loads(images[0]["attributes"]),
+        decode_png(images[1]["image"]), json.loads(images[1]["attributes"]), json.loads(images[0]["attributes"]),
         images[0]["captions"], speech[0]["text"], json.loads(clips[0]["attributes"]), clips[0]["captions"],
         wav(other), json.loads(other["attributes"]))
     return DemoInputs(
-        world.decode_png(images[0]["image"]), images[1]["captions"][0], wav(speech[0]), wav(voice),
+        decode_png(images[0]["image"]), images[1]["captions"][0], wav(speech[0]), wav(voice),
         next(r["text"] for r in speech[2:] if r["text"] != speech[0]["text"]), wav(clips[0]),
         other["captions"][0],
         speech[0]["sample_rate"], clips[0]["sample_rate"], truth)
@@ -169,8 +178,6 @@ def verdict(metric: str, value: float, world: float | None = None) -> tuple[str,
 def scene_phrase(scene: dict) -> str:
     """'a medium purple star in the top right corner and a blue cross at the bottom, on a plain white
     background': a scene's attributes (the world's or the image judge's) in a few words."""
-    from anygpt.world import article, background_phrase, join_list, object_phrase, where_phrase
-
     things = [f"{article(object_phrase(o))} {where_phrase(o['position'])}" for o in scene["objects"]]
     background = article(background_phrase(scene["background"]))
     return f"{join_list(things) if things else 'nothing'}, on {background} background"
@@ -186,8 +193,6 @@ def music_phrase(attributes: dict) -> str:
 def _attempt(fn, *args):
     """(value, None), or (None, reason) when a judge rejects its input (silent or empty audio), as
     tasks.py's judges do."""
-    from anygpt.errors import AnyGPTError
-
     try:
         return fn(*args), None
     except (AnyGPTError, ValueError) as e:
@@ -214,26 +219,16 @@ class Checker:
 
     @functools.cached_property
     def image_judge(self):
-        from anygpt.eval.judges.image import ImageJudge
-
         return ImageJudge.load()
 
     @functools.cached_property
     def music_judge(self):
-        from anygpt.eval.judges.music import MusicJudge
-
         return MusicJudge.load()
 
     def _load_audio(self, path: str, rate: int):
-        from anygpt import media
-
         return _attempt(media.load_audio, path, rate)
 
     def t2i(self, rows: list[dict]) -> Check:
-        from anygpt import media
-        from anygpt.eval.judges.image import attribute_accuracy
-        from anygpt.eval.tasks import EMPTY_SCENE
-
         truth = self.truth.caption_scene
         expected = {"media": "image", "path": self.files["picture"], "attributes": truth, "phrase": scene_phrase(truth)}
         world = attribute_accuracy(self.image_judge.attributes([self.truth.caption_image]), [truth])["mean"]
@@ -245,33 +240,25 @@ class Checker:
         return _judged(expected, judge, "attr_acc", None if path else "no image in the reply")
 
     def caption(self, rows: list[dict]) -> Check:
-        from anygpt.eval.tasks import caption_attr_acc
-
         captions, scene, text = self.truth.image_captions, self.truth.image_scene, _reply_text(rows)
         judge = {"attr_acc": caption_attr_acc([text], [scene]),
                  "attr_acc_world": caption_attr_acc(captions, [scene] * len(captions))}
         return _judged({"captions": captions}, judge, "attr_acc", None if text else "no text in the reply")
 
     def asr(self, rows: list[dict]) -> Check:
-        from anygpt.eval.judges import speech
-
         text = _reply_text(rows)
-        return _judged({"text": self.truth.transcript}, {"wer": speech.wer([text], [self.truth.transcript])}, "wer",
+        return _judged({"text": self.truth.transcript}, {"wer": speech_judge.wer([text], [self.truth.transcript])}, "wer",
                        None if text else "no text in the reply")
 
     def tts(self, rows: list[dict]) -> Check:
-        from anygpt.eval.judges import speech
-
         judge, problem = self._hear(rows)
         if "transcript" in judge:
-            sim, _ = _attempt(speech.speaker_similarity, judge.pop("wav"), self.voice, self.speech_rate)
+            sim, _ = _attempt(speech_judge.speaker_similarity, judge.pop("wav"), self.voice, self.speech_rate)
             judge["speaker_similarity"] = sim
-        judge["wer"] = speech.wer([judge.get("transcript") or ""], [self.sentence])
+        judge["wer"] = speech_judge.wer([judge.get("transcript") or ""], [self.sentence])
         return _judged({"text": self.sentence}, judge, "wer", problem)
 
     def music_caption(self, rows: list[dict]) -> Check:
-        from anygpt.eval.judges.music_text import music_caption_accuracy
-
         captions, truth, text = self.truth.music_captions, self.truth.music_attributes, _reply_text(rows)
         judge = {"attr_acc": music_caption_accuracy([text], [truth])["mean"],
                  "attr_acc_world": music_caption_accuracy(captions, [truth] * len(captions))["mean"]}
@@ -297,13 +284,11 @@ class Checker:
 
     def _hear(self, rows: list[dict]) -> tuple[dict, str | None]:
         """({"transcript", "wav"}, None), or ({"rejected"}, why) when there is nothing to hear."""
-        from anygpt.eval.judges import speech
-
         path = _reply_path(rows, "speech")
         if path is None:
             return {}, "no speech in the reply"
         wav, why = self._load_audio(path, self.speech_rate)
-        heard, why = (None, why) if wav is None else _attempt(lambda w: speech.asr([w], self.speech_rate)[0], wav)
+        heard, why = (None, why) if wav is None else _attempt(lambda w: speech_judge.asr([w], self.speech_rate)[0], wav)
         return ({"transcript": heard, "wav": wav}, None) if heard is not None else ({"rejected": why}, why)
 
     def _read_music(self, rows: list[dict]) -> tuple[dict, str | None]:
@@ -319,8 +304,6 @@ class Checker:
     @staticmethod
     def _music_accuracy(read: dict | None, truth: dict) -> float:
         """The mean of music_attribute_accuracy, as eval_t2m reports attr_acc; 0 for no reading."""
-        from anygpt.eval.judges.music import music_attribute_accuracy
-
         return 0.0 if read is None else float(np.mean(list(music_attribute_accuracy([read], [truth]).values())))
 
 
@@ -349,10 +332,6 @@ class Turn:
 
 
 def run_demo(bundle_name: str, out: Path) -> int:
-    from anygpt import media
-    from anygpt.bundles import load_bundle
-    from anygpt.chat import ChatSession, encode_media, write_segments
-
     t_load = time.perf_counter()
     bundle = load_bundle(bundle_name)
     load_s = time.perf_counter() - t_load

@@ -25,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+from anygpt.bundles import default_bundle
 from anygpt.errors import AnyGPTError
 
 MODALITIES = ("image", "speech", "music")  # what --kinds chooses from: the modalities with a codec
@@ -58,8 +59,6 @@ def ensure_world(world: Path | None, kinds: list[str]) -> Path:
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    from anygpt.bundles import default_bundle
-
     p = subparsers.add_parser(
         "codecs", help="measure codecs on held-out data: a bundle's with the world's judges, or one trained export",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -34,8 +34,9 @@ music prediction that matches nothing, and a similarity of NO_AGREEMENT for the 
 speaker scores (media the judges reject, such as silent audio, count the same way).
 
 This module builds the CLI (`anygpt eval --help` reads TASKS), so nothing it imports at its top
-imports torch or the world's generator (about 0.5 s): the runners import chat, prompts and the
-conditioning gap (torch), and the world's reader and the judges that read its vocabulary, themselves.
+imports torch or the world's generator (about 0.5 s): `chat` is its light package (the session loads
+on first use), and the runners import prompts and the conditioning gap (torch) and the world's reader
+themselves.
 """
 
 from __future__ import annotations
@@ -48,12 +49,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from anygpt import media
+from anygpt import chat, media  # chat: a light package that loads its session (torch) on first use
 from anygpt.errors import AnyGPTError
 from anygpt.eval.command import MODALITIES
 from anygpt.eval.judges import speech
+from anygpt.eval.judges.captions import caption_accuracy, cider
 from anygpt.eval.judges.contrastive import ContrastiveJudge
+from anygpt.eval.judges.image import ImageJudge, attribute_accuracy
 from anygpt.eval.judges.music import MUSIC_ATTRIBUTES, MusicJudge, music_attribute_accuracy
+from anygpt.eval.judges.music_text import music_caption_accuracy
 from anygpt.eval.offworld import KINDS as OFFWORLD_KINDS
 from anygpt.eval.offworld import load_offworld
 
@@ -130,17 +134,16 @@ class Generated:
 
 def generate(bundle, task: str, value, *, seed: int, voice: np.ndarray | None = None) -> Generated:
     """One reply to the task's chat prompt around `value` (text, or Media from chat.encode_media)."""
-    from anygpt.chat import ChatSession, decode_segment  # torch
-    from anygpt.prompts import load_tasks  # torch
+    from anygpt.prompts import load_tasks  # lazy: prompts imports torch, and the CLI reads TASKS from here
 
     spec = load_tasks()[task]
-    session = ChatSession(bundle, decoding=bundle.decoding.override(seed=seed))
+    session = chat.ChatSession(bundle, decoding=bundle.decoding.override(seed=seed))
     reply = session.ask(spec.chat_pieces(value), want=spec.output)
     if spec.output == "text":
         text = " ".join(s.text for s in reply.segments if s.modality == "text").strip()
         return Generated(text, None, not text)
     segment = next((s for s in reply.segments if s.modality == spec.output), None)
-    decoded = None if segment is None else decode_segment(bundle, segment, voice=voice, seed=seed)
+    decoded = None if segment is None else chat.decode_segment(bundle, segment, voice=voice, seed=seed)
     return Generated("", decoded, decoded is None)
 
 
@@ -219,7 +222,6 @@ def _judge_or_none(fn, *args):
 
 def caption_attr_acc(captions: list[str], truths: list[dict]) -> float:
     """Mean over caption_accuracy's figures, bg_stated left out (as calibrate_images)."""
-    from anygpt.eval.judges.captions import caption_accuracy  # imports the world's generator (~0.5 s)
 
     scores = caption_accuracy(captions, truths)
     with warnings.catch_warnings():  # an attribute no caption stated is NaN: left out of the mean
@@ -233,11 +235,9 @@ def caption_attr_acc(captions: list[str], truths: list[dict]) -> float:
 
 
 def eval_caption(run: Run, task: EvalTask) -> Scored:
-    from anygpt.chat import encode_media  # torch
-    from anygpt.eval.judges.captions import cider  # imports the world's generator (~0.5 s)
 
     items = run.items(task)
-    images = [encode_media(run.bundle, "image", it["image"]) for it in items]
+    images = [chat.encode_media(run.bundle, "image", it["image"]) for it in items]
     replies = [generate(run.bundle, task.name, image, seed=run.seed + i) for i, image in enumerate(images)]
     texts = [g.text for g in replies]
     # the first caption is held out as the ground-truth candidate; both are scored against the rest
@@ -252,8 +252,6 @@ def eval_caption(run: Run, task: EvalTask) -> Scored:
 
 
 def eval_t2i(run: Run, task: EvalTask) -> Scored:
-    from anygpt.chat import encode_media  # torch
-    from anygpt.eval.judges.image import ImageJudge, attribute_accuracy  # imports the world's generator (~0.5 s)
 
     items = run.items(task)
     prompts = [it["prompt"] if "prompt" in it else it["captions"][0] for it in items]  # off-world: own words
@@ -278,7 +276,7 @@ def eval_t2i(run: Run, task: EvalTask) -> Scored:
                 "clip_score": float(np.mean(scores))}
 
     pictured = all("image" in it for it in items)  # off-world prompts come without a picture
-    references = [encode_media(run.bundle, "image", it["image"]) for it in items] if run.conditioning and pictured else []
+    references = [chat.encode_media(run.bundle, "image", it["image"]) for it in items] if run.conditioning and pictured else []
     return Scored({**figures([g.media for g in replies]),
                    "ground_truth": figures([it["image"] for it in items]) if pictured
                    else dict.fromkeys(("attr_acc", "attr_acc_novel", "clip_score")),
@@ -287,10 +285,9 @@ def eval_t2i(run: Run, task: EvalTask) -> Scored:
 
 
 def eval_asr(run: Run, task: EvalTask) -> Scored:
-    from anygpt.chat import encode_media  # torch
 
     items = run.items(task)
-    speeches = [encode_media(run.bundle, "speech", (it["waveform"], it["sample_rate"])) for it in items]
+    speeches = [chat.encode_media(run.bundle, "speech", (it["waveform"], it["sample_rate"])) for it in items]
     replies = [generate(run.bundle, task.name, speech_in, seed=run.seed + i) for i, speech_in in enumerate(speeches)]
     refs = [it["text"] for it in items]
     heard = [speech.asr([it["waveform"]], it["sample_rate"])[0] for it in items]
@@ -309,7 +306,6 @@ def voice_partner(items: list[dict], index: int) -> int:
 
 
 def eval_tts(run: Run, task: EvalTask) -> Scored:
-    from anygpt.chat import encode_media  # torch
 
     everything = run.items(task, whole=True)  # voice prompts come from the whole test split
     items = everything[:run.limit] if run.limit is not None else everything
@@ -334,7 +330,7 @@ def eval_tts(run: Run, task: EvalTask) -> Scored:
     truth_rates = {it["sample_rate"] for it in items}
     if len(truth_rates) != 1:
         raise AnyGPTError(f"{run.world}: test speech at several sample rates {sorted(truth_rates)}")
-    references = [encode_media(run.bundle, "speech", (it["waveform"], it["sample_rate"])) for it in items] \
+    references = [chat.encode_media(run.bundle, "speech", (it["waveform"], it["sample_rate"])) for it in items] \
         if run.conditioning else []
     return Scored({**figures([g.media for g in replies], rate),
                    "ground_truth": figures([it["waveform"] for it in items], truth_rates.pop()),
@@ -343,11 +339,9 @@ def eval_tts(run: Run, task: EvalTask) -> Scored:
 
 
 def eval_music_caption(run: Run, task: EvalTask) -> Scored:
-    from anygpt.chat import encode_media  # torch
-    from anygpt.eval.judges.music_text import music_caption_accuracy  # imports the world's generator (~0.5 s)
 
     items = run.items(task)
-    clips = [encode_media(run.bundle, "music", (it["waveform"], it["sample_rate"])) for it in items]
+    clips = [chat.encode_media(run.bundle, "music", (it["waveform"], it["sample_rate"])) for it in items]
     replies = [generate(run.bundle, task.name, clip, seed=run.seed + i) for i, clip in enumerate(clips)]
     truths = [it["attributes"] for it in items]
     clap = ContrastiveJudge.load("clap")
@@ -371,7 +365,6 @@ def eval_music_caption(run: Run, task: EvalTask) -> Scored:
 
 
 def eval_t2m(run: Run, task: EvalTask) -> Scored:
-    from anygpt.chat import encode_media  # torch
 
     items = run.items(task)
     prompts = [it["captions"][0] for it in items]
@@ -400,7 +393,7 @@ def eval_t2m(run: Run, task: EvalTask) -> Scored:
     rates = {it["sample_rate"] for it in items}
     if len(rates) != 1:
         raise AnyGPTError(f"{run.world}: test music at several sample rates {sorted(rates)}")
-    references = [encode_media(run.bundle, "music", (it["waveform"], it["sample_rate"])) for it in items] \
+    references = [chat.encode_media(run.bundle, "music", (it["waveform"], it["sample_rate"])) for it in items] \
         if run.conditioning else []
     return Scored({**figures([g.media for g in replies], run.bundle.codec("music").sample_rate),
                    "ground_truth": figures([it["waveform"] for it in items], rates.pop())},

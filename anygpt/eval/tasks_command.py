@@ -21,6 +21,7 @@ import json
 import sys
 from pathlib import Path
 
+from anygpt.bundles import default_bundle
 from anygpt.errors import AnyGPTError
 from anygpt.eval.command import ensure_world
 from anygpt.eval.tasks import TASKS, evaluate, modalities
@@ -33,8 +34,6 @@ def subcommands() -> dict[str, tuple[list[str], str]]:
 
 
 def register(subparsers) -> None:
-    from anygpt.bundles import default_bundle
-
     for name, (tasks, help_line) in subcommands().items():
         p = subparsers.add_parser(
             name, help=f"task: {help_line}",

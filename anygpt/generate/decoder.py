@@ -21,6 +21,7 @@ off (`logits`) so that the engine computes only the columns the span constraint 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -371,15 +372,11 @@ class HFDecoder:
         self.caches[dst] = self.caches.pop(src)
 
     def export(self, slot: int, ids: list[int]) -> KVPrefix:
-        import copy
-
         cache = copy.deepcopy(self.caches[slot])
         _crop(cache, len(ids))
         return KVPrefix(list(ids), cache)
 
     def load(self, slot: int, prefix: KVPrefix, length: int) -> None:
-        import copy
-
         cache = copy.deepcopy(prefix.state)
         _crop(cache, length)
         self.caches[slot] = cache

@@ -32,6 +32,7 @@ from anygpt.generate.config import DecodingConfig
 from anygpt.serve import chat_api, tasks_api
 from anygpt.serve.errors import APIError, bad_request
 from anygpt.serve.server import ServeConfig, Server
+from anygpt.serve.voices import voice_names
 
 
 def create_app(bundle: Bundle, decoding: DecodingConfig | None = None, config: ServeConfig | None = None) -> FastAPI:
@@ -146,6 +147,4 @@ def _page_file(name: str) -> bytes:
 
 
 def _voice_list() -> list[str]:
-    from anygpt.serve.voices import voice_names
-
     return voice_names()

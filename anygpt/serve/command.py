@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 
 from anygpt.bundles.command import add_bundle_args, load
 from anygpt.chat.options import add_decoding_args, decoding_changes, resolve_decoding
@@ -62,8 +63,6 @@ def check(args) -> None:
 
 def listen(args):
     """The listening socket, bound before the bundle loads: a taken port fails at once."""
-    import socket
-
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

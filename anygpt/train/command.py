@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
 
-from anygpt.errors import run_command
+from anygpt.errors import AnyGPTError, run_command
+from anygpt.train.recipe import load_recipe
 
 FLAGS = {  # command-line flag -> TrainConfig field (typed by argparse)
     "bundle": str, "data": str, "val_data": str, "out": str, "steps": int, "epochs": float, "lr": float,
@@ -37,15 +39,11 @@ def accelerate_config_path(name: str) -> Path:
         return p
     f = resources.files("anygpt.train").joinpath("accelerate", f"{name}.yaml")
     if not f.is_file():
-        from anygpt.errors import AnyGPTError
-
         raise AnyGPTError(f"unknown accelerate config {name!r}: not a file and not a shipped config")
     return Path(str(f))
 
 
 def resolve(args):
-    from anygpt.train.recipe import load_recipe
-
     overrides = {k: getattr(args, k) for k in FLAGS}
     if args.no_resume:
         overrides["resume"] = False
@@ -68,8 +66,6 @@ def _strip_launch_flags(argv: list[str]) -> list[str]:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -110,8 +106,6 @@ def run_train(args) -> int:
         return 0
     if launching and "LOCAL_RANK" not in os.environ:
         if argv is None:
-            from anygpt.errors import AnyGPTError
-
             raise AnyGPTError("relaunching needs the original arguments (args.argv)")
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "ANYGPT_LAUNCHED": "1"}
         return subprocess.call(launch_command(args, argv), env=env)

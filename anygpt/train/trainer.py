@@ -22,7 +22,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from anygpt.data.pipeline.packing import IGNORE, Batch
+from anygpt import bundles
+from anygpt.data.pipeline.mixture import MixConfig, run_mix
+from anygpt.data.pipeline.packing import IGNORE, Batch, run_pack
+from anygpt.data.pipeline.shards import MANIFEST
 from anygpt.errors import AnyGPTError
 from anygpt.train import checkpoint, schedule
 from anygpt.train.conditioning import conditioning_gaps, gap_pairs
@@ -61,10 +64,6 @@ def prepare_data(cfg: TrainConfig, bundle, accelerator, log) -> tuple[Path, Path
         raise AnyGPTError("no training data: set data = a packed folder or a mixture .toml")
     if data.suffix != ".toml":
         return data, Path(cfg.val_data) if cfg.val_data else None
-    from anygpt.data.pipeline.mixture import MixConfig, run_mix
-    from anygpt.data.pipeline.packing import run_pack
-    from anygpt.data.pipeline.shards import MANIFEST
-
     root = Path(cfg.out) / "data"
     train_dir, val_dir = root / "packed-train", root / "packed-val"
     if accelerator.is_main_process and not (train_dir / MANIFEST).is_file():
@@ -116,8 +115,6 @@ def train(cfg: TrainConfig, *, log=None, bundle=None) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from anygpt.bundles import load_bundle
-
     accelerator = Accelerator(mixed_precision=None if cfg.precision == "auto" else cfg.precision,
                               cpu=not torch.cuda.is_available())  # cpu=True: torchrun processes join by gloo
     main = accelerator.is_main_process
@@ -130,7 +127,7 @@ def train(cfg: TrainConfig, *, log=None, bundle=None) -> dict:
     out = Path(cfg.out)
     if main:
         out.mkdir(parents=True, exist_ok=True)
-    bundle = bundle if bundle is not None else load_bundle(cfg.bundle)
+    bundle = bundle if bundle is not None else bundles.load_bundle(cfg.bundle)
     model = bundle.model
     if cfg.attn_implementation:
         model.set_attn_implementation(cfg.attn_implementation)
@@ -268,14 +265,12 @@ def train(cfg: TrainConfig, *, log=None, bundle=None) -> dict:
 
 def export_bundle(accelerator, model, bundle, path: Path) -> Path:
     """The trained model as a bundle folder (LoRA merged), written atomically by the main process."""
-    from anygpt.bundles import save_bundle
-
     accelerator.wait_for_everyone()
     state = accelerator.get_state_dict(model)  # gathers FSDP / ZeRO-3 shards
     if accelerator.is_main_process:
         plain = accelerator.unwrap_model(model)
         plain.load_state_dict(state)
         plain = merged(plain)
-        checkpoint.atomic_write(path, lambda tmp: save_bundle(replace(bundle, model=plain), tmp))
+        checkpoint.atomic_write(path, lambda tmp: bundles.save_bundle(replace(bundle, model=plain), tmp))
     accelerator.wait_for_everyone()
     return path

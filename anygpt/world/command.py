@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from anygpt.errors import AnyGPTError
 from anygpt.world.config import KINDS, WorldConfig
 
 DEFAULT_N = WorldConfig.n
@@ -35,7 +36,6 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from anygpt.world.build import build
-    from anygpt.errors import AnyGPTError
 
     if args.n < 1 or args.workers < 1 or args.clip_seconds <= 0 or args.image_size < 64:
         raise AnyGPTError("--n and --workers must be at least 1, --clip-seconds positive, --image-size >= 64")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from anygpt.world import tables
+from anygpt.world.splits import hashed_split
 from anygpt.world.words import article, capitalise
 from anygpt.errors import AnyGPTError
 from anygpt.labels import MAJOR_PROFILE, MINOR_PROFILE, TONIC_NAMES, tempo_word
@@ -373,8 +374,6 @@ def captions(attributes: dict) -> list[str]:
 @functools.cache
 def pools() -> dict[tuple[str, str], tuple[PieceRef, ...]]:
     """(split, source) -> the pieces of that source whose id hashes to that split."""
-    from anygpt.world.splits import hashed_split
-
     grouped: dict[tuple[str, str], list[PieceRef]] = {}
     for ref in catalogue():
         grouped.setdefault((hashed_split(ref.piece_id), ref.source), []).append(ref)

@@ -53,8 +53,6 @@ def iter_items(world_dir: str | Path, kind: str, split: str) -> Iterator[dict]:
 
 def take_items(world_dir: str | Path, kind: str, split: str, limit: int | None = None) -> list[dict]:
     """The first `limit` (None: all) items of a split, media decoded; AnyGPTError if there are none."""
-    from anygpt.errors import AnyGPTError
-
     items = []
     for item in iter_items(world_dir, kind, split):
         if limit is not None and len(items) >= limit:

@@ -18,7 +18,8 @@ import json
 import sys
 from dataclasses import asdict
 
-from anygpt.errors import run_command
+from anygpt.bundles import default_bundle
+from anygpt.errors import AnyGPTError, run_command
 
 
 def _print_config(name: str, cfg: dict) -> None:
@@ -28,8 +29,6 @@ def _print_config(name: str, cfg: dict) -> None:
 def run_tokenize(args) -> int:
     from anygpt.data.pipeline.tokenize import TokenizeConfig
     from anygpt.data.pipeline.tokenize import run_tokenize as go
-
-    from anygpt.errors import AnyGPTError
 
     seconds = {}
     for item in args.max_seconds or []:
@@ -131,8 +130,6 @@ def run_from_world(args) -> int:
 
 def register(data_subparsers) -> None:
     """Add the pipeline stages to an `anygpt data` subparser group."""
-    from anygpt.bundles import default_bundle
-
     p = data_subparsers.add_parser("tokenize", help="raw JSONL/JSON records -> unit shards (media encoded)")
     p.add_argument("inputs", nargs="+", help=".jsonl/.json files or folders")
     p.add_argument("--out", required=True)

@@ -14,18 +14,24 @@ same unit shards serve pretraining (both directions) and instruction tuning.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import multiprocessing as mp
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from anygpt import bundles, media
 from anygpt.data.pipeline import shards
 from anygpt.data.pipeline.records import RawUnit, RecordError, input_files, iter_records, parse_record
 from anygpt.errors import AnyGPTError
+from anygpt.layout import LayoutConfig, VocabLayout
 
 
 @dataclass
@@ -54,23 +60,20 @@ class TokenizeConfig:
 def load_codecs(bundle):
     """(layout, {modality: codec slot}, description) of a built-in bundle, a bundle folder (its LLM
     is not loaded: tokenizing media needs only the codecs) or an already loaded Bundle."""
-    from anygpt.bundles import Bundle, bundle_names, load_bundle, load_codec_slots, packaged_bundles, read_manifest
-    from anygpt.layout import LayoutConfig, VocabLayout
-
-    if isinstance(bundle, Bundle):
+    if isinstance(bundle, bundles.Bundle):
         codecs, layout, bundle = bundle.codecs, bundle.layout, bundle.name
-    elif bundle in bundle_names():
-        b = load_bundle(bundle)
+    elif bundle in bundles.bundle_names():
+        b = bundles.load_bundle(bundle)
         codecs = b.codecs
         layout = b.layout
     else:
-        path = packaged_bundles().get(str(bundle), Path(bundle))  # a packaged name ("tiny") or a folder
-        manifest = read_manifest(path)
+        path = bundles.packaged_bundles().get(str(bundle), Path(bundle))  # a packaged name ("tiny") or a folder
+        manifest = bundles.read_manifest(path)
         try:
             layout = VocabLayout(LayoutConfig.from_dict(manifest["layout"]), manifest["layout"]["base_vocab_size"])
         except (AnyGPTError, TypeError, ValueError, KeyError) as e:
             raise AnyGPTError(f"{path}: bad layout in the manifest ({e})") from None
-        codecs = load_codec_slots(path)  # paths confined to the bundle, weights safetensors
+        codecs = bundles.load_codec_slots(path)  # paths confined to the bundle, weights safetensors
     describe = {
         "bundle": bundle,
         "layout": {**layout.config.to_dict(), "base_vocab_size": layout.base_vocab_size},
@@ -82,8 +85,6 @@ def load_codecs(bundle):
 # --- one chunk ----------------------------------------------------------------------------------
 
 def _encode_media(seg, codecs, layout, max_seconds) -> np.ndarray:
-    from anygpt import media
-
     spec = layout[seg.modality].spec
     if isinstance(seg.source, np.ndarray):
         codes = seg.source
@@ -149,8 +150,6 @@ def encode_chunk(index: int, records: list, cfg: TokenizeConfig, codecs, layout)
 
 def records_digest(records: list) -> str:
     """What a chunk was made of: the keys of its records, in order (a resumed job must agree)."""
-    import hashlib
-
     return hashlib.sha256("\n".join(str(key) for key, _, _ in records).encode()).hexdigest()
 
 
@@ -259,8 +258,6 @@ def _finish(cfg: TokenizeConfig, describe: dict, n_chunks: int) -> dict:
 @contextmanager
 def _one_thread():
     """Encode on one torch thread in this process (as the workers do), then restore the count."""
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -273,8 +270,6 @@ _WORKER: dict = {}  # per worker process: the codecs, loaded once by _init_worke
 
 
 def _init_worker(cfg_dict: dict) -> None:
-    import torch
-
     torch.set_num_threads(1)
     cfg = TokenizeConfig(**cfg_dict)
     layout, codecs, _ = load_codecs(cfg.bundle)
@@ -286,9 +281,6 @@ def _work(index: int, records: list) -> dict:
 
 
 def _run_local_pool(cfg: TokenizeConfig, pending, progress: _Progress) -> None:
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
     cfg_dict = asdict(cfg)
     # spawn: workers never inherit a parent's torch thread pool or open files
     with ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn"),

@@ -14,6 +14,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from anygpt.errors import BundleError
+from anygpt.eval.judges.weights import weights_path
 
 
 def save_module(model, config, path: str | Path, extra: dict | None = None) -> Path:
@@ -30,8 +31,6 @@ def save_module(model, config, path: str | Path, extra: dict | None = None) -> P
 def read_checkpoint(name: str, folder: str | Path | None = None) -> tuple[dict, dict, dict]:
     """(tensors, config fields, extra) of a shipped (or given folder's) checkpoint."""
     from safetensors import safe_open
-
-    from anygpt.eval.judges.weights import weights_path
 
     path = weights_path(name, folder)
     try:

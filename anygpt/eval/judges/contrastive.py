@@ -21,9 +21,14 @@ the held-out items' captions (ties between identical captions count as right).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+
+from anygpt.eval.judges.checkpoint import load_module
+from anygpt.eval.judges.image import ImageJudge, images_to_tensor
+from anygpt.eval.judges.music import music_features, to_feature_rate
 
 WEIGHTS = {"clip": "clip_analog.safetensors", "clap": "clap_analog.safetensors"}
 PAD, UNK = "<pad>", "<unk>"
@@ -36,8 +41,6 @@ def words(text: str) -> list[str]:
 
 
 def build_vocab(texts: list[str], min_count: int = 1) -> list[str]:
-    from collections import Counter
-
     counts = Counter(w for t in texts for w in words(t))
     return [PAD, UNK] + sorted(w for w, c in counts.items() if c >= min_count)
 
@@ -113,8 +116,6 @@ class ContrastiveJudge:
 
     @classmethod
     def load(cls, kind: str, folder=None, image_judge=None) -> ContrastiveJudge:
-        from anygpt.eval.judges.checkpoint import load_module
-
         if kind not in WEIGHTS:
             raise ValueError(f"unknown contrastive judge {kind!r}: choose from {', '.join(WEIGHTS)}")
         model, config, extra = load_module(WEIGHTS[kind], ContrastiveConfig, build_contrastive, folder)
@@ -126,12 +127,8 @@ class ContrastiveJudge:
 
         if self.config.kind == "clip":
             if self._image_judge is None:
-                from anygpt.eval.judges.image import ImageJudge
-
                 self._image_judge = ImageJudge.load()
             return image_features(self._image_judge.model, media)
-        from anygpt.eval.judges.music import music_features, to_feature_rate
-
         if sample_rate is None:
             raise ValueError("clap needs the waveforms' sample_rate")
         return torch.from_numpy(np.stack([music_features(to_feature_rate(w, sample_rate)) for w in media]))
@@ -158,8 +155,6 @@ class ContrastiveJudge:
 def image_features(image_model, images, batch_size: int = 256):
     """The frozen image judge's per-cell hidden and global features, flattened: (B, 9 * hidden + C)."""
     import torch
-
-    from anygpt.eval.judges.image import images_to_tensor
 
     out = []
     with torch.inference_mode():

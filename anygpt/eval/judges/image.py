@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anygpt.eval.judges.checkpoint import load_module
 from anygpt.labels import scene_table
 
 WEIGHTS_FILE = "image_attributes.safetensors"
@@ -137,8 +138,6 @@ class ImageJudge:
 
     @classmethod
     def load(cls, folder=None) -> ImageJudge:
-        from anygpt.eval.judges.checkpoint import load_module
-
         model, config, _ = load_module(WEIGHTS_FILE, ImageJudgeConfig, build_model, folder)
         return cls(model, config)
 

@@ -17,10 +17,12 @@ Everything runs at FEATURE_RATE: enough for timbre up to 8 kHz, half the cost of
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from anygpt.eval.judges.checkpoint import load_module
 from anygpt.labels import (
     MAJOR_PROFILE,
     MINOR_PROFILE,
@@ -65,8 +67,6 @@ def log_mel(wav: np.ndarray) -> np.ndarray:
 
 def chroma(wav: np.ndarray) -> np.ndarray:
     """(12, frames) CQT chroma, C first."""
-    import warnings
-
     import librosa
 
     with warnings.catch_warnings():  # the CQT's decimated low octaves warn about short frames; harmless
@@ -157,8 +157,6 @@ class MusicJudge:
 
     @classmethod
     def load(cls, folder=None) -> MusicJudge:
-        from anygpt.eval.judges.checkpoint import load_module
-
         model, config, _ = load_module(WEIGHTS_FILE, MusicJudgeConfig, build_family_model, folder)
         return cls(model, config)
 

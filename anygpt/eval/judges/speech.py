@@ -16,6 +16,7 @@ import re
 
 import numpy as np
 
+from anygpt.eval.judges.weights import weights_dir
 from anygpt.media import as_waveform
 
 ASR_SAMPLE_RATE = 16_000  # pocketsphinx's en-us acoustic model is trained on 16 kHz speech
@@ -64,8 +65,6 @@ def _decoder(lm: str):
         return Decoder(samprate=ASR_SAMPLE_RATE, loglevel="FATAL")
     if lm != "world":
         raise ValueError(f"unknown ASR language model {lm!r}: choose 'world' or 'generic'")
-    from anygpt.eval.judges.weights import weights_dir
-
     folder = weights_dir()
     return Decoder(samprate=ASR_SAMPLE_RATE, loglevel="FATAL", lm=str(folder / LM_FILE), dict=str(folder / DICT_FILE))
 

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from anygpt.errors import AnyGPTError
 from anygpt.eval.judges.weights import weights_dir
 from anygpt.train.judges import JUDGES, KINDS
 
@@ -33,7 +34,6 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anygpt.errors import AnyGPTError
     from anygpt.train.judges.calibrate import calibrate
     from anygpt.world import load_manifest
 
