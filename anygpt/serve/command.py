@@ -22,20 +22,6 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="serve a bundle over HTTP: OpenAI-compatible API and a chat page")
     add_bundle_args(p)
     add_decoding_args(p)
-    add_arguments(p)
-    p.set_defaults(func=run)
-
-
-def run(args) -> int:
-    """Check the arguments, bind the port, then load the bundle and serve until Ctrl-C."""
-    check(args)
-    changes = decoding_changes(args)
-    sock = listen(args)
-    bundle = load(args)
-    return serve(bundle, resolve_decoding(args, bundle, changes), args, sock)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)")
     p.add_argument("--api-key", default=os.environ.get("ANYGPT_API_KEY"),
@@ -48,6 +34,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch threads per working thread (default: half the cores, the rest for media)")
     p.add_argument("--media-threads", type=int, default=1,
                    help="threads that encode inputs and decode replies with the codecs (default 1)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Check the arguments, bind the port, then load the bundle and serve until Ctrl-C."""
+    check(args)
+    changes = decoding_changes(args)
+    sock = listen(args)
+    bundle = load(args)
+    return serve(bundle, resolve_decoding(args, bundle, changes), args, sock)
 
 
 def check(args) -> None:
