@@ -114,6 +114,9 @@ def test_ship_with_a_base_bundle_replaces_only_the_music_codec(tonal, tmp_path):
     slots = load_codec_slots(tmp_path / "out")
     assert slots["music"].get().config() == tonal.config()
     assert slots["image"].get().config() == image.config()
+    export.ship_codecs({"music": tmp_path / "old"}, base, base=base)  # in place: the base is the bundle itself
+    again = json.loads((base / "codecs" / "codecs.json").read_text())
+    assert again == before and load_codec_slots(base)["image"].get().config() == image.config()
 
 
 def test_mel_power_loss_is_zero_on_the_target_and_catches_lost_energy(tonal):

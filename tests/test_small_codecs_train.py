@@ -38,6 +38,17 @@ def images(n: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(small, size=64, mode="bilinear").to(torch.uint8)
 
 
+def phone_runs(codec: SmallSpeechCodec) -> list[dict]:
+    """voice_data of tones whose layer 1 is replaced by phone runs of known lengths (1..6 frames)."""
+    data = train.voice_data(codec, tones(4, 0.5, 16000))
+    gen = torch.Generator().manual_seed(1)
+    for d in data:
+        frames = d["phones"].shape[0]
+        runs = torch.randint(1, 7, (frames,), generator=gen)
+        d["phones"] = torch.repeat_interleave(torch.arange(frames) % 7 + 1, runs)[:frames]
+    return data
+
+
 def run(kind: str, out: Path, steps: int, stop_after=None, resume=True, batch=2, lr=None):
     cfg = train.default_config(kind, out, steps=steps, batch=batch, lr=lr, warmup=2, save_every=2,
                                crop_seconds=0.2, max_frames=20, export_dtype="float32",
@@ -55,6 +66,10 @@ def run(kind: str, out: Path, steps: int, stop_after=None, resume=True, batch=2,
         codec = SmallSpeechCodec(**TINY["phones"])
         return train.train_voice(None, cfg, stop_after=stop_after, progress=False, resume=resume,
                                  data=train.voice_data(codec, tones(4, 0.5, 16000)), codec=codec)
+    if kind == "durations":
+        codec = SmallSpeechCodec(**TINY["phones"])
+        return train.train_durations(None, cfg, stop_after=stop_after, progress=False, resume=resume,
+                                     data=phone_runs(codec), codec=codec)
     codec = SmallSpeechCodec(**TINY["speech"])
     gen = torch.Generator().manual_seed(0)
     codes = [torch.randint(32, (30, 8), generator=gen) for _ in range(5)]
@@ -62,7 +77,7 @@ def run(kind: str, out: Path, steps: int, stop_after=None, resume=True, batch=2,
                                   codes=codes, codec=codec)
 
 
-@pytest.mark.parametrize("kind", ["image", "speech", "music", "soundstorm", "voice"])
+@pytest.mark.parametrize("kind", ["image", "speech", "music", "soundstorm", "voice", "durations"])
 def test_resumed_run_matches_an_uninterrupted_one(kind, tmp_path):
     whole = [r["loss"] for r in run(kind, tmp_path / "a", 5)]
     first = run(kind, tmp_path / "b", 5, stop_after=3)  # "interrupted" after 3 steps (checkpoint at 3)
@@ -185,3 +200,32 @@ def test_commands_train_and_eval(world, tmp_path, capsys):
         assert metrics["items"] == 2 and metrics["kind"] == kind
     speech = json.loads((tmp_path / "eval" / "eval_speech.json").read_text())
     assert 0 <= speech["reconstruction"]["layer1_phone_acc"] <= 1
+
+
+def test_duration_batches_hold_the_runs_and_mask_the_cut_ones():
+    phones = torch.tensor([[3, 3, 5, 5, 5, 0, 7, 7], [4, 4, 4, 4, 4, 4, 9, 9]])
+    ids, log_frames, mask = train.duration_batch(phones)
+    assert ids.tolist() == [[3, 5, 0, 7], [4, 9, 0, 0]]  # the second row padded with pauses
+    assert torch.allclose(log_frames.exp(), torch.tensor([[2.0, 3, 1, 2], [6, 2, 1, 1]]))
+    assert mask.tolist() == [[0, 1, 1, 0], [0, 0, 0, 0]]  # a crop's first and last runs may be cut
+
+
+def test_merged_runs_encode_one_code_per_phone_and_decode_to_the_predicted_frames():
+    frames = SmallSpeechCodec(**TINY["phones"])
+    merged = train.with_durations(frames)
+    assert merged.config()["runs"] == "merged" and "runs" not in frames.config()
+    state = merged.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in frames.state_dict().items())  # the codec itself is unchanged
+    wav = tones(1, 0.5, 16000)[0]["wav"]
+    per_frame = frames.encode(wav)
+    codes = merged.encode(wav)
+    assert torch.equal(codes[0], torch.unique_consecutive(per_frame[0]))
+    with torch.no_grad():  # every phone lasts exp(log 3) = 3 frames
+        merged.durations.body[-1].weight.zero_()
+        merged.durations.body[-1].bias.fill_(float(np.log(3.0)))
+    full = merged.fill(torch.tensor([[5, 9, 63]]))  # an id past the phones: a pause, kept as written
+    assert full.shape == (8, 9) and full[0].tolist() == [5, 5, 5, 9, 9, 9, 63, 63, 63]
+    assert len(merged.decode(codes)) == 3 * codes.shape[1] * 320
+    assert train.with_durations(merged) is merged
+    with pytest.raises(Exception, match="phone units"):
+        SmallSpeechCodec(**{**TINY["speech"], "runs": "merged"})

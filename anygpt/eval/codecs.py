@@ -115,7 +115,7 @@ def eval_speech(codec, world, limit: int | None) -> dict:
     clones, clone_secs, t_fill = [], 0.0, 0.0
     for a, p, _ in plan:
         t0 = time.perf_counter()
-        y = codec.decode(codes[a][:1], voice=(wavs[p], rate), seed=a)
+        y = codec.decode(codec.encode(wavs[a]), voice=(wavs[p], rate), seed=a)  # the codes the LLM sees
         t_fill += time.perf_counter() - t0
         clone_secs += len(y) / rate
         clones.append(y)

@@ -15,7 +15,9 @@
             code also has an acoustic vector (`layer1`), and layers 2..8 quantize what that vector misses
             of the acoustic latent: voice, pitch, loudness.
             decode(layer 1, voice) -> layers 2..8 from the voice renderer (voice.py; "phones") or the
-            small SoundStorm ("vq") -> decoder.
+            small SoundStorm ("vq") -> decoder. runs="merged" (phone units): the LLM sees one code per run
+            (one per phone, about 11 a second instead of 50), and a duration head (voice.py) gives each
+            code its frames back before the renderer.
     music   32 kHz, hop 640 (50 Hz), STFT 1024 / 320, 4 layers x 2048, every layer to the LLM.
             units="vq" (the shipped codec): a plain 4-layer RVQ; units="tonal": layer 1 is the clip's
             instrument and each frame's pitch class (tonal.py), layers 2..4 quantize what it misses.
@@ -42,12 +44,13 @@ from anygpt.codecs.base import check_codes, register_codec
 from anygpt.codecs.small.convstack import conv_stack
 from anygpt.codecs.small.rvq import ResidualVQ, VectorQuantizer
 from anygpt.codecs.small.tonal import SLOTS, TonalUnits
-from anygpt.codecs.small.voice import VoiceRenderer, VoiceRendererConfig
+from anygpt.codecs.small.voice import DurationConfig, DurationHead, VoiceRenderer, VoiceRendererConfig, merge_runs
 from anygpt.codecs.soundstorm import MaskGITSchedule, SoundStorm, SoundStormConfig
 from anygpt.errors import BundleError
 from anygpt.media import to_waveform
 
 UNITS = ("vq", "phones", "tonal")  # "tonal": music only
+RUNS = ("frames", "merged")  # speech phone units: one code a frame (50 Hz), or one per run of equal codes
 AUDIO_PEAK = 0.99  # decoded audio is clipped to this peak
 # flite's US English phones (the world's speech); index 0, the pause, also stands for anything unknown
 PHONES = ("pau", "aa", "ae", "ah", "ao", "aw", "ax", "axr", "ay", "b", "ch", "d", "dh", "eh", "el", "em", "en",
@@ -423,8 +426,13 @@ class SmallSpeechCodec(_AudioCodecBase):
                  width: int = 256, depth: int = 4, code_dim: int = 64, n_q: int = 8, codebook_size: int = 1024,
                  decay: float = 0.99, gl_iters: int = 32, soundstorm: dict | None = None,
                  voice_max_seconds: float | None = 3.0, steps: int = 8, temperature: float = 1.0, seed: int = 0,
-                 acoustic_codebook_size: int = 0, units: str = "vq", renderer: dict | None = None):
+                 acoustic_codebook_size: int = 0, units: str = "vq", renderer: dict | None = None,
+                 runs: str = "frames", durations: dict | None = None):
         super().__init__()
+        if runs not in RUNS:
+            raise BundleError(f"small-speech: runs {runs!r} is not one of {', '.join(RUNS)}")
+        if runs == "merged" and units != "phones":
+            raise BundleError("small-speech: runs 'merged' needs phone units (units='phones')")
         cfg = AudioCodecConfig(sample_rate, hop, n_fft, subframes, width, depth, code_dim, n_q, codebook_size,
                                len(PHONES), decay, gl_iters, seed, acoustic_codebook_size, units)
         self.modality = "speech"
@@ -444,6 +452,11 @@ class SmallSpeechCodec(_AudioCodecBase):
                 self._extra.update(soundstorm=dict(soundstorm or {}), steps=steps, temperature=temperature)
                 ss = small_soundstorm_config(codebook_size, n_q, acoustic_codebook_size, **(soundstorm or {}))
                 self.soundstorm = SoundStorm(ss)
+            self.runs, self.durations = runs, None
+            if runs == "merged":  # one code per phone; the duration head gives each its frames back
+                self._extra.update(runs=runs, durations=dict(durations or {}))
+                self.durations = DurationHead(len(PHONES), self.renderer.cfg.speaker_dim,
+                                              DurationConfig(**(durations or {})))
         self.eval()
 
     def config(self) -> dict:
@@ -454,8 +467,10 @@ class SmallSpeechCodec(_AudioCodecBase):
 
     @torch.no_grad()
     def encode(self, media: Any) -> torch.Tensor:
-        """Waveform (samples,) at 16 kHz -> layer-1 codes (1, frames), 50 frames a second."""
-        return self.encode_rvq(media)[:1]
+        """Waveform (samples,) at 16 kHz -> layer-1 codes (1, frames), 50 frames a second; with runs
+        "merged", one code per run of equal codes (one per phone, about 11 a second)."""
+        codes = self.encode_rvq(media)[:1]
+        return merge_runs(codes)[0] if self.runs == "merged" else codes
 
     @torch.no_grad()
     def voice_prompt(self, voice: Any) -> torch.Tensor:
@@ -465,7 +480,8 @@ class SmallSpeechCodec(_AudioCodecBase):
 
     @torch.no_grad()
     def fill(self, codes: torch.Tensor, *, voice: Any = None, seed: int | None = None) -> torch.Tensor:
-        """Layer-1 codes (1, T) -> every layer (n_q, T), layers 2..n_q from SoundStorm; row 0 is `codes`."""
+        """Layer-1 codes (1, T) -> every layer (n_q, T'), layers 2..n_q from SoundStorm or the voice
+        renderer; row 0 is `codes` (with runs "merged", each code repeated for its predicted frames)."""
         semantic = check_codes(codes, self.name, 1, self.codebook_size)
         if self.renderer is not None:
             return self._render(semantic, voice)
@@ -482,7 +498,11 @@ class SmallSpeechCodec(_AudioCodecBase):
         if voice is not None:
             wav = to_waveform(voice, self.sample_rate, source="voice prompt", max_seconds=self.voice_max_seconds)
             feats = self.net.features(_prepare(wav, self.hop))
-        z = self.renderer(phones, self.renderer.speaker_vector(feats))[0]  # (T, D)
+        speaker = self.renderer.speaker_vector(feats)
+        if self.durations is not None:  # merged runs: each phone back to its frames
+            frames = self.durations.frames(phones, speaker)
+            phones, semantic = (x.repeat_interleave(frames, dim=1) for x in (phones, semantic))
+        z = self.renderer(phones, speaker)[0]  # (T, D)
         rest = self.net.rvq.encode(z - self.net.layer1(phones[0]))  # (n_q - 1, T)
         return torch.cat([semantic, rest])
 

@@ -61,3 +61,39 @@ class VoiceRenderer(nn.Module):
         scale, shift = self.film(speaker).chunk(2, -1)
         z = self.body(x * (1 + scale[..., None]) + shift[..., None]).transpose(1, 2)
         return F.layer_norm(z, z.shape[-1:])
+
+
+@dataclass(frozen=True)
+class DurationConfig:
+    width: int = 128
+    depth: int = 4
+    max_frames: int = 25  # the longest run it may give one phone (0.5 s at 50 Hz)
+
+
+class DurationHead(nn.Module):
+    """How long each phone lasts, for units merged into runs: phones (B, R) and the voice renderer's
+    speaker vector (B, S) -> log frames per phone (B, R). Trained on the run lengths of the codec's own
+    layer 1 (`anygpt codecs train durations`): speech in, its runs and their lengths out, no aligner."""
+
+    def __init__(self, classes: int, speaker_dim: int, cfg: DurationConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.phone = nn.Embedding(classes, cfg.width)
+        self.film = nn.Linear(speaker_dim, 2 * cfg.width)
+        self.body = conv_stack(cfg.width, cfg.width, 1, cfg.depth)
+
+    def forward(self, phones: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        x = self.phone(phones).transpose(1, 2)  # (B, W, R)
+        scale, shift = self.film(speaker).chunk(2, -1)
+        return self.body(x * (1 + scale[..., None]) + shift[..., None])[:, 0]
+
+    def frames(self, phones: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        """Phones (1, R) -> whole frames per phone (R,), 1..max_frames."""
+        log_frames = self(phones, speaker)[0]
+        return log_frames.exp().round().clamp(1, self.cfg.max_frames).long()
+
+
+def merge_runs(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes (1, T) -> each run of equal codes as one (1, R), and the runs' lengths (R,)."""
+    merged, lengths = torch.unique_consecutive(codes[0], return_counts=True)
+    return merged[None], lengths

@@ -5,11 +5,13 @@
                   [--export-dtype float16|float32] [--set KEY=VALUE]...   (KEY: a codec constructor argument)
     anygpt codecs train soundstorm --codec OUT_SPEECH/export --world DIR --out DIR [same flags]
     anygpt codecs train voice --codec OUT_SPEECH/export --world DIR --out DIR [same flags]
+    anygpt codecs train durations --codec OUT_VOICE/export --world DIR --out DIR [same flags]
     anygpt codecs ship [--image DIR] [--speech DIR] [--music DIR] [--base BUNDLE] --out BUNDLE
     anygpt codecs probe music --codec DIR --world DIR      (attributes read from bags of layer-1 codes)
 
 A full run: train speech, then soundstorm from its export (or, for phone units, `--set units=phones`,
-the voice renderer); OUT/export of that second run is the complete small-speech codec.
+the voice renderer); OUT/export of that second run is the complete small-speech codec. A third,
+durations, makes a phone-unit codec write one code per phone (runs "merged") and learns how long each lasts.
 `anygpt eval codecs --codec OUT/export --kind KIND` measures an export's reconstructions
 (anygpt.eval.command); shipped into a bundle, the judges measure it (`anygpt eval codecs --bundle`).
 """
@@ -32,10 +34,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("codecs", help="train, ship and probe the small image, speech and music codecs")
     sub = p.add_subparsers(dest="codecs_command", required=True)
     t = sub.add_parser("train", help="train one small codec on a world (checkpoints, resume, loss plot, export)")
-    t.add_argument("kind", choices=["image", "scene", "speech", "music", "soundstorm", "voice"])
+    t.add_argument("kind", choices=["image", "scene", "speech", "music", "soundstorm", "voice", "durations"])
     t.add_argument("--world", required=True, help="a world directory (anygpt data world)")
     t.add_argument("--out", required=True, help="run directory: checkpoint, metrics, loss.png, export/")
-    t.add_argument("--codec", help="soundstorm, voice: the trained small-speech export directory")
+    t.add_argument("--codec", help="soundstorm, voice, durations: the trained small-speech export directory")
     t.add_argument("--steps", type=int)
     t.add_argument("--batch", type=int)
     t.add_argument("--lr", type=float)
@@ -85,7 +87,7 @@ def _train(args) -> int:
     overrides = {k: getattr(args, k) for k in ("steps", "batch", "lr", "warmup", "save_every", "seed", "split",
                                                "max_items", "crop_seconds", "content_weight", "mel_weight",
                                                "max_frames", "vq_warmup", "export_dtype", "init_from")}
-    if args.kind in ("soundstorm", "voice"):
+    if args.kind in ("soundstorm", "voice", "durations"):
         if not args.codec:
             raise SystemExit(f"anygpt codecs train {args.kind}: --codec OUT_SPEECH/export is required")
         if args.set:

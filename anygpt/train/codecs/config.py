@@ -17,12 +17,12 @@ from anygpt.errors import AnyGPTError
 from anygpt.train.codecs import loop
 from anygpt.train.codecs.export import EXPORT, export_codec
 
-KINDS = ("image", "scene", "speech", "music", "soundstorm", "voice")
+KINDS = ("image", "scene", "speech", "music", "soundstorm", "voice", "durations")
 CODEC_NAMES = {"image": "small-image", "scene": "small-scene", "speech": "small-speech", "music": "small-music",
-               "soundstorm": "small-speech", "voice": "small-speech"}
+               "soundstorm": "small-speech", "voice": "small-speech", "durations": "small-speech"}
 # the modality of the codec each recipe trains (its items: the world kind anygpt.world.kind_of names)
 MODALITY = {"image": "image", "scene": "image", "speech": "speech", "music": "music", "soundstorm": "speech",
-            "voice": "speech"}
+            "voice": "speech", "durations": "speech"}
 
 
 @dataclass
@@ -62,6 +62,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {  # per kind: steps, batch, lr (what a fu
     "music": {"steps": 2000, "batch": 16, "lr": 1e-3, "crop_seconds": 2.0, "vq_warmup": 200},
     "soundstorm": {"steps": 3000, "batch": 8, "lr": 1e-3, "max_frames": 150},
     "voice": {"steps": 2000, "batch": 12, "lr": 1e-3, "max_frames": 100},
+    "durations": {"steps": 1500, "batch": 32, "lr": 1e-3, "max_frames": 150},
 }
 
 

@@ -64,7 +64,9 @@ def ship_codecs(exports: dict[str, str | Path], bundle_dir: str | Path, base: st
         shipped = json.loads((Path(base) / "codecs" / "codecs.json").read_text(encoding="utf-8"))
         for modality, entry in shipped.items():
             if modality not in exports:
-                shutil.copyfile(Path(base) / entry["weights"], Path(bundle_dir) / entry["weights"])
+                source, target = Path(base) / entry["weights"], Path(bundle_dir) / entry["weights"]
+                if not (target.exists() and source.samefile(target)):  # base may be the bundle itself
+                    shutil.copyfile(source, target)
                 entries[modality] = entry
     for modality, export in exports.items():
         export = Path(export)

@@ -6,6 +6,8 @@
                                           world's instrument of each clip for layer 1's head)
     train_soundstorm(world, TrainConfig)  a trained small-speech (cfg.codec) -> its SoundStorm trained
     train_voice(world, TrainConfig)       a trained phone-unit small-speech (cfg.codec) -> its voice renderer
+    train_durations(world, TrainConfig)   a phone-unit small-speech (cfg.codec) -> runs "merged" and the
+                                          duration head that gives each merged code its frames back
     evaluate(kind, codec_dir, world)      reconstruction, code usage, layer-1 phone accuracy, SoundStorm
                                           accuracy (`anygpt eval codecs --codec DIR --kind KIND`)
 
@@ -43,6 +45,7 @@ from anygpt.codecs.small.image import (
     image_losses,
     tensor_to_image,
 )
+from anygpt.codecs.small.voice import merge_runs
 from anygpt.errors import AnyGPTError
 from anygpt.train.checkpoint import atomic_write
 from anygpt.train.codecs import loop as tc
@@ -402,6 +405,24 @@ def voice_batch(data: list[dict], by_speaker: dict[str, list[int]], rng: np.rand
             torch.tensor(lengths))
 
 
+def speaker_vectors(renderer, voices: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The renderer's speaker vector of each voice (B, S); rows without a voice (0 frames) get the average one."""
+    speaker = renderer.speaker_vector(voices, lengths)
+    return torch.where((lengths > 0)[:, None], speaker, renderer.speaker_vector(None, batch=len(lengths)))
+
+
+def voice_batches(world, cfg: TrainConfig, codec: SmallSpeechCodec, data: list[dict] | None):
+    """What the voice renderer's and the duration head's trainings share: step s -> voice_batch of the
+    world's utterances (`data`, or read once and kept in OUT/voice_data.pt), seeded by (seed, s)."""
+    if data is None:
+        data = _speech_cache(world, cfg, codec, "voice_data.pt", voice_data)
+    by_speaker: dict[str, list[int]] = {}
+    for i, d in enumerate(data):
+        by_speaker.setdefault(d["speaker"], []).append(i)
+    prompt_frames = int((codec.voice_max_seconds or 3.0) * codec.frame_rate)
+    return lambda s: voice_batch(data, by_speaker, tc.step_rng(cfg.seed, s), cfg.batch, cfg.max_frames, prompt_frames)
+
+
 def train_voice(world: str | Path, cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = True,
                 resume: bool = True, data: list[dict] | None = None,
                 codec: SmallSpeechCodec | None = None) -> list[dict]:
@@ -409,22 +430,15 @@ def train_voice(world: str | Path, cfg: TrainConfig, *, stop_after: int | None =
     codec = codec or _trained_speech(cfg, "voice")
     if codec.renderer is None:
         raise AnyGPTError("train voice: the codec's layer 1 must be phone units (--set units=phones)")
-    if data is None:
-        data = _speech_cache(world, cfg, codec, "voice_data.pt", voice_data)
-    by_speaker: dict[str, list[int]] = {}
-    for i, d in enumerate(data):
-        by_speaker.setdefault(d["speaker"], []).append(i)
+    batches = voice_batches(world, cfg, codec, data)
     net, model = codec.net, codec.renderer
     net.requires_grad_(False)
-    prompt_frames = int((codec.voice_max_seconds or 3.0) * codec.frame_rate)
     params, opt = adamw(model, cfg, (0.9, 0.99))
     spec = loop_spec(cfg, stop_after, progress, resume)
 
     def step(s: int, lr: float) -> dict[str, float]:
-        phones, latent, feats, voices, lengths = voice_batch(data, by_speaker, tc.step_rng(cfg.seed, s), cfg.batch,
-                                                             cfg.max_frames, prompt_frames)
-        speaker = model.speaker_vector(voices, lengths)
-        speaker = torch.where((lengths > 0)[:, None], speaker, model.speaker_vector(None, batch=len(lengths)))
+        phones, latent, feats, voices, lengths = batches(s)
+        speaker = speaker_vectors(model, voices, lengths)
         z = model(phones, speaker)
         mse = F.mse_loss(z, latent)
         spectral = spectral_loss(net.predict(z), feats)
@@ -438,8 +452,67 @@ def train_voice(world: str | Path, cfg: TrainConfig, *, stop_after: int | None =
     return rows
 
 
+def with_durations(codec: SmallSpeechCodec) -> SmallSpeechCodec:
+    """A phone-unit small-speech -> the same codec with runs "merged" and an untrained duration head
+    (one that has them already, as it is)."""
+    if codec.durations is not None:
+        return codec
+    if codec.renderer is None:
+        raise AnyGPTError("train durations: the codec's layer 1 must be phone units with a voice renderer")
+    merged = SmallSpeechCodec(**{**codec.config(), "runs": "merged"})
+    missing = merged.load_state_dict(codec.state_dict(), strict=False).missing_keys
+    assert all(k.startswith("durations.") for k in missing), missing
+    return merged.eval()
+
+
+def duration_batch(phones: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Crops of frame phones (B, N) -> their runs (B, R) padded with the pause, each run's log length
+    (B, R), and a mask (B, R) of the runs whose length is known: not the first or last of a crop, which
+    the crop may have cut."""
+    runs = [merge_runs(row[None]) for row in phones]
+    R = max(len(lengths) for _, lengths in runs)
+    ids, target, mask = torch.zeros(len(runs), R, dtype=torch.long), torch.zeros(len(runs), R), torch.zeros(len(runs), R)
+    for b, (merged, lengths) in enumerate(runs):
+        ids[b, : len(lengths)] = merged[0]
+        target[b, : len(lengths)] = lengths.float().log()
+        mask[b, 1 : len(lengths) - 1] = 1
+    return ids, target, mask
+
+
+def train_durations(world: str | Path, cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = True,
+                    resume: bool = True, data: list[dict] | None = None,
+                    codec: SmallSpeechCodec | None = None) -> list[dict]:
+    """The duration head of a phone-unit small-speech (runs "merged"): the length of each run of its
+    own layer 1 on the world's speech, given the phones around it and the speaker's voice (another
+    utterance of the same speaker, as the voice renderer is trained); log frames, squared error. The
+    rest of the codec is frozen."""
+    codec = with_durations(codec or _trained_speech(cfg, "durations"))
+    batches = voice_batches(world, cfg, codec, data)
+    codec.requires_grad_(False)
+    model = codec.durations
+    model.requires_grad_(True)
+    params, opt = adamw(model, cfg, (0.9, 0.99))
+    spec = loop_spec(cfg, stop_after, progress, resume)
+
+    def step(s: int, lr: float) -> dict[str, float]:
+        phones, _, _, voices, lengths = batches(s)
+        with torch.no_grad():
+            speaker = speaker_vectors(codec.renderer, voices, lengths)
+        ids, target, mask = duration_batch(phones)
+        pred = model(ids, speaker)
+        loss = ((pred - target) ** 2 * mask).sum() / mask.sum().clamp_min(1)
+        tc.clip_and_step(loss, params, opt, spec.clip_grad)
+        frames_error = ((pred.detach().exp().round() - target.exp()).abs() * mask).sum() / mask.sum().clamp_min(1)
+        return {"loss": loss.item(), "frames_error": frames_error.item()}
+
+    rows = tc.train_loop(model, step, spec, optimizer=opt, config=run_config(cfg, codec), title="small-durations")
+    if finished(cfg):
+        export_run(codec, cfg, "small-speech")
+    return rows
+
+
 RECIPES = {"image": train_image, "scene": train_scene, "speech": train_speech, "music": train_music,
-           "soundstorm": train_soundstorm, "voice": train_voice}
+           "soundstorm": train_soundstorm, "voice": train_voice, "durations": train_durations}
 
 
 # ---------------------------------------------------------------------------------------------
