@@ -35,6 +35,7 @@ TEXT_VOCAB = 1024
 LLM = {"hidden_size": 192, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 6,
        "num_key_value_heads": 3, "max_position_embeddings": 2048, "rope_theta": 10000.0}
 CODECS_DIR = Path(__file__).parent / "tiny"
+MUSIC_SECONDS = 4.0  # the longest music span: the tiny LLM's clips (`anygpt data from-world --max-music-seconds`)
 
 
 def tiny_layout_config(image_tokens: int = 32) -> LayoutConfig:
@@ -72,7 +73,9 @@ def init_bundle(world: str | Path, out: str | Path, *, seed: int = 0, codecs_dir
     layout_config = tiny_layout_config(codecs["image"].get().tokens_per_item)
     with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
         model, layout = random_llama(tokenizer, layout_config, seed=seed, **LLM)
-    decoding = PRESETS["paper"].override(max_new_tokens=1200, max_seconds={"speech": 8.0, "music": 5.0})
+    # music spans as long as the clips it learns from (scripts/train_tiny.sh cuts them to 4 s): a longer
+    # input, or a longer reply, puts music codes at positions training never filled
+    decoding = PRESETS["paper"].override(max_new_tokens=1200, max_seconds={"speech": 8.0, "music": MUSIC_SECONDS})
     bundle = Bundle(
         name="tiny",
         description="AnyGPT-tiny: a small Llama trained here on the offline world, with the small codecs.",
