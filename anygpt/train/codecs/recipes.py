@@ -460,8 +460,9 @@ def with_durations(codec: SmallSpeechCodec) -> SmallSpeechCodec:
     if codec.renderer is None:
         raise AnyGPTError("train durations: the codec's layer 1 must be phone units with a voice renderer")
     merged = SmallSpeechCodec(**{**codec.config(), "runs": "merged"})
-    missing = merged.load_state_dict(codec.state_dict(), strict=False).missing_keys
-    assert all(k.startswith("durations.") for k in missing), missing
+    fit = merged.load_state_dict(codec.state_dict(), strict=False)
+    if fit.unexpected_keys or any(not k.startswith("durations.") for k in fit.missing_keys):
+        raise AnyGPTError(f"train durations: the codec's weights do not fit its merged form ({fit})")
     return merged.eval()
 
 
