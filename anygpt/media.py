@@ -157,6 +157,13 @@ def load_audio(path: PathLike, sample_rate: int, *, max_seconds: float | None = 
     return _read_audio(path, str(path), sample_rate, max_seconds)
 
 
+def audio_seconds(data: bytes) -> float:
+    """The length of an audio file's bytes in seconds, from its header (SoundFileError if unreadable)."""
+    import soundfile as sf
+
+    return float(sf.info(io.BytesIO(data)).duration)
+
+
 def audio_from_bytes(data: bytes, sample_rate: int, *, source: str = "audio",
                      max_seconds: float | None = None) -> np.ndarray:
     """The same for an audio file's bytes (an upload): `source` names it in errors."""

@@ -157,6 +157,9 @@ def test_task_endpoints(api):
     text = client.audio.transcriptions.create(model="tiny", file=("a.wav", base64.b64decode(wav_b64())),
                                               response_format="text")
     assert isinstance(text, str)
+    verbose = client.audio.transcriptions.create(model="tiny", file=("a.wav", base64.b64decode(wav_b64(seconds=1.5))),
+                                                 response_format="verbose_json")
+    assert verbose.duration == 1.5  # the upload's length, not the count of codes the LLM read
     for fmt in ("wav", "mp3", "flac"):
         spoken = client.audio.speech.create(model="tiny", voice="nova", input="the dog runs", response_format=fmt)
         wav, rate = sf.read(io.BytesIO(spoken.content))

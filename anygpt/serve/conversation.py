@@ -246,13 +246,11 @@ def audio_input(bundle: Bundle, spec, where: str, limits: Limits) -> Media:
 
 
 def encode_audio_bytes(bundle: Bundle, data: bytes, modality: str, where: str, limits: Limits) -> Media:
-    import soundfile
-
     if len(data) > limits.max_media_bytes:
         raise APIError(413, f"{where}: larger than {limits.max_media_bytes // 2**20} MB", param=where)
     _need_codec(bundle, modality, where)
     try:
-        seconds = soundfile.info(io.BytesIO(data)).duration
+        seconds = media.audio_seconds(data)
     except Exception:  # noqa: BLE001 - the full read below says what is wrong
         seconds = 0.0
     cut = max_input_seconds(bundle, modality)  # music is cut to its span limit, as the CLI cuts it

@@ -63,7 +63,8 @@ def register(app: FastAPI, server: Server) -> None:
             return Response(rendered.text + "\n", media_type="text/plain")
         out = {"text": rendered.text}
         if fmt == "verbose_json":
-            out.update(task="transcribe", duration=round(speech.codes.shape[-1] / bundle.layout["speech"].spec.frame_rate, 3))
+            # the upload's own length: a codec may hand the LLM fewer codes than frames (one per phone)
+            out.update(task="transcribe", duration=round(media.audio_seconds(data), 3))
         return out
 
     @app.post("/v1/audio/speech")
