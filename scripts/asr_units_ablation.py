@@ -27,6 +27,8 @@ import torch
 from tokenizers import Tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from anygpt.codecs.small.voice import merge_runs
+
 REPO = Path(__file__).resolve().parents[1]
 TEXT_VOCAB = 1024  # the tiny layout's text tokens (its base vocabulary); transcripts use only these
 SPEECH = TEXT_VOCAB  # speech code c is token SPEECH + c (1024 codes)
@@ -43,8 +45,8 @@ def load_pairs(units: str, split: str, limit: int, dedup: bool) -> list[tuple[li
             if r["seg_modality"] != ["speech", "text"]:
                 continue
             codes = r["seg_codes"][0]
-            if dedup:  # one token per run of equal layer-1 codes
-                codes = [c for i, c in enumerate(codes) if i == 0 or c != codes[i - 1]]
+            if dedup:  # one token per run of equal layer-1 codes, as the codec's runs "merged" gives them
+                codes = merge_runs(torch.tensor([codes]))[0][0].tolist()
             rows.append(([SPEECH + c for c in codes], r["seg_text"][1]))
             if len(rows) >= limit:
                 return rows

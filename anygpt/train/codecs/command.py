@@ -18,7 +18,6 @@ durations, makes a phone-unit codec write one code per phone (runs "merged") and
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
