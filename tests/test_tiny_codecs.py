@@ -111,6 +111,22 @@ def test_speech_layer_one_carries_the_phones(codecs):
     assert abs(len(merged) - len(alignment)) <= 0.25 * len(alignment), (len(merged), len(alignment))
 
 
+
+def test_the_speech_span_limit_counts_phones(codecs):
+    """The tiny layout bounds a speech span by the codes it holds (one per phone), not 50 Hz frames."""
+    from anygpt.bundles.load import packaged_bundles, read_manifest
+    from anygpt.bundles.tiny_init import SPEECH_CODES_PER_SECOND
+    from anygpt.layout import LayoutConfig
+
+    layout = LayoutConfig.from_dict(read_manifest(packaged_bundles()["tiny"])["layout"])
+    spec = next(m for m in layout.modalities if m.name == "speech")
+    assert spec.frame_rate == SPEECH_CODES_PER_SECOND < codecs["speech"].frame_rate
+    wav, _ = _utterance()
+    seconds = len(wav) / codecs["speech"].sample_rate
+    codes = codecs["speech"].encode(wav).shape[1]
+    # the utterance fits the span its length allows, with room for faster speech, and 8 s allow 160
+    assert codes <= spec.max_span_tokens(seconds) <= 2.5 * codes, (codes, seconds)
+    assert spec.max_span_tokens(8.0) == 160
 def test_speech_round_trip_and_cloning_are_seeded(codecs):
     codec = codecs["speech"]
     wav, _ = _utterance()

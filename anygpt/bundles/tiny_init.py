@@ -4,8 +4,8 @@
                      the package's prompt files (LLaMA's specials: <unk> 0, <s> 1, </s> 2)
     LLM              a Llama (LLM below), its vocabulary expanded by the same code path as LLaMA-2's
     layout           the official token strings and order, with the small codecs' codebooks:
-                     image 1024 codes x 38 per picture (small-scene), speech 1024 (layer 1, 50 Hz),
-                     music 4 x 2048 frame-major (50 Hz)
+                     image 1024 codes x 38 per picture (small-scene), speech 1024 (layer 1, one code
+                     per phone: at most SPEECH_CODES_PER_SECOND), music 4 x 2048 frame-major (50 Hz)
     codecs           the trained small codecs shipped in anygpt/bundles/tiny/codecs/
 
 `init_bundle(world, out)` writes the untrained bundle that `anygpt train` starts from; the trained
@@ -36,13 +36,17 @@ LLM = {"hidden_size": 192, "intermediate_size": 512, "num_hidden_layers": 4, "nu
        "num_key_value_heads": 3, "max_position_embeddings": 2048, "rope_theta": 10000.0}
 CODECS_DIR = Path(__file__).parent / "tiny"
 MUSIC_SECONDS = 4.0  # the longest music span: the tiny LLM's clips (`anygpt data from-world --max-music-seconds`)
+# the speech span's code rate, which bounds its length: one code per phone (small-speech, runs "merged"),
+# and the world's speech has at most 16.7 phones a second (11.5 on average, 768 training utterances)
+SPEECH_CODES_PER_SECOND = 20.0
 
 
 def tiny_layout_config(image_tokens: int = 32) -> LayoutConfig:
     """The official layout's tokens, in the official order, sized for the small codecs: 1024 image
-    codes, `image_tokens` of them per picture (small-scene: 38)."""
+    codes, `image_tokens` of them per picture (small-scene: 38); speech spans of one code per phone."""
     image = replace(OFFICIAL_IMAGE, codebook_size=1024, tokens_per_item=image_tokens)
-    return LayoutConfig(modalities=(image, OFFICIAL_SPEECH, OFFICIAL_MUSIC))
+    speech = replace(OFFICIAL_SPEECH, frame_rate=SPEECH_CODES_PER_SECOND)
+    return LayoutConfig(modalities=(image, speech, OFFICIAL_MUSIC))
 
 
 def world_text(world: str | Path, split: str = "train") -> list[str]:
