@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Rebuild AnyGPT-tiny, the embedded default, from nothing: the codecs (scripts/train_codecs.sh), a
-# world to learn from, its records and token shards, the untrained bundle, pretraining, instruction
-# tuning, and the shipped bundle in anygpt/bundles/tiny/. Every step resumes where it stopped: rerun
-# the same command after an interruption. Usage: bash scripts/train_tiny.sh [RUNS_DIR]
+# Rebuild AnyGPT-tiny, the embedded default, from nothing: the codecs (scripts/train_codecs.sh), the
+# worlds to learn from, their records and token shards, the untrained bundle, pretraining, instruction
+# tuning and its continuation on speech and more music, and the shipped bundle in anygpt/bundles/tiny/.
+# Every step resumes where it stopped: rerun the same command after an interruption.
+# Usage: bash scripts/train_tiny.sh [RUNS_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/tiny}
@@ -11,14 +12,18 @@ source .venv/bin/activate
 mkdir -p "$RUNS"
 
 # Music and the conversations come from an 800-item world; images and speech from a larger one with
-# another seed (the evaluation world is n=400 seed 0: a seed-0 picture would be drawn again there).
+# another seed (the evaluation world is n=400 seed 0: a seed-0 picture would be drawn again there);
+# stage 3 adds the music of a 4000-item world of a third seed.
 # They are built at low priority beside the codec trainings, which leave a core idle for a while.
 W="$RUNS/world-800"
 WB="$RUNS/world-big"
+WM="$RUNS/world-music"
 worlds() {
   [ -f "$W/manifest.json" ] || { rm -rf "$W"; anygpt data world --out "$W" --n 800 --seed 0 --no-progress; }
   anygpt data from-world --world "$W" --out "$RUNS/records" --max-music-seconds 4 --kinds music conversations
   anygpt data from-world --world "$WB" --out "$RUNS/records-big"
+  [ -f "$WM/manifest.json" ] || { rm -rf "$WM"; anygpt data world --out "$WM" --n 4000 --seed 2 --kinds music --no-progress; }
+  anygpt data from-world --world "$WM" --out "$RUNS/records-music" --max-music-seconds 4 --splits train validation
 }
 trap 'for p in $(jobs -p); do pkill -P "$p"; kill "$p"; done 2>/dev/null || true' EXIT  # on a failure
 # the larger world first: the speech codec learns from it too
@@ -38,12 +43,15 @@ tokenize "$RUNS/records" music_pairs
 tokenize "$RUNS/records" chats
 tokenize "$RUNS/records-big" image_pairs
 tokenize "$RUNS/records-big" speech_pairs
+tokenize "$RUNS/records-music" music_pairs
 cp anygpt/train/recipes/tiny-mixtures/*.toml "$RUNS/records/"
 anygpt train --recipe tiny-pretrain --set bundle="$RUNS/init" --data "$RUNS/records/tiny_pretrain.toml" \
   --out "$RUNS/pretrain"
 anygpt train --recipe tiny-instruct --set bundle="$RUNS/pretrain/bundle" --data "$RUNS/records/tiny_instruct.toml" \
   --out "$RUNS/instruct"
-python -c "from anygpt.bundles.tiny_init import ship; print('shipped', ship('$RUNS/instruct/bundle'))"
+anygpt train --recipe tiny-extend --set bundle="$RUNS/instruct/bundle" --data "$RUNS/records/tiny_extend.toml" \
+  --out "$RUNS/extend"
+python -c "from anygpt.bundles.tiny_init import ship; print('shipped', ship('$RUNS/extend/bundle'))"
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then  # in a clone: compare with the committed bundle
   if git diff --quiet -- anygpt/bundles/tiny; then echo "the rebuilt bundle is byte-identical to the committed one"
   else git diff --stat -- anygpt/bundles/tiny; fi
