@@ -111,7 +111,6 @@ def test_speech_layer_one_carries_the_phones(codecs):
     assert abs(len(merged) - len(alignment)) <= 0.25 * len(alignment), (len(merged), len(alignment))
 
 
-
 def test_the_speech_span_limit_counts_phones(codecs):
     """The tiny layout bounds a speech span by the codes it holds (one per phone), not 50 Hz frames."""
     from anygpt.bundles.load import packaged_bundles, read_manifest
