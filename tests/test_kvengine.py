@@ -166,21 +166,25 @@ def test_a_chat_turn_computes_only_its_new_tokens(debug_bundle):
     assert session._cache is None
 
 
-def test_a_beam_searched_turn_starts_from_the_history_cache(debug_bundle, monkeypatch):
-    """Text by beam search (the paper's settings) runs HF's beam search from the kept cache."""
+@pytest.mark.parametrize("preset", ["paper", "release"])
+def test_a_beam_searched_turn_starts_from_the_history_cache(debug_bundle, monkeypatch, preset):
+    """Text by beam search (the paper's settings: our search on the decoder) or beam sampling (the
+    release's: HF's) starts from the kept cache, and gives the former path's ids."""
     import anygpt.generate.engine as engine
+    from anygpt.generate import beams
 
     b = debug_bundle
-    decoding = PRESETS["paper"].override(max_new_tokens=24, seed=0)
+    decoding = PRESETS[preset].override(max_new_tokens=24, seed=0)
     session = ChatSession(b, decoding=decoding)
     session.ask(["Hello there"], want="music")
     prompt = session.prompt_ids(["And again?"], want="text")
     history = len(session.history)
-    used = []
-    build = engine._beam_cache
-    monkeypatch.setattr(engine, "_beam_cache", lambda *a: used.append(build(*a)) or used[-1])
+    cached = []
+    search, build = beams.beam_search, engine._beam_cache
+    monkeypatch.setattr(beams, "beam_search", lambda d, p, caches, **k: cached.append(caches[0].length) or search(d, p, caches, **k))
+    monkeypatch.setattr(engine, "_beam_cache", lambda *a: cached.append((used := build(*a)).get_seq_length()) or used)
     second = session.ask(["And again?"], want="text")
-    assert used and used[0] is not None and used[0].get_seq_length() >= history - 2  # all but the reply's last 2
+    assert cached and cached[0] >= history - 2  # all but the reply's last 2
     former = generate_ids_reference(b.model, b.layout, [GenerationRequest(prompt, allowed_starts=())], decoding,
                                     stop_ids=b.stop_ids, pad_id=b.pad_id)[0]
     assert second.ids == former

@@ -163,6 +163,14 @@ class LlamaDecoder:
             kv[dst, :, :length] = kv[src, :, :length]
 
     @torch.inference_mode()
+    def gather(self, order: torch.Tensor, length: int) -> None:
+        """Slot i takes the first `length` cached positions of slot order[i], for i < len(order)
+        (a beam search's new beam order; a slot may be copied into several)."""
+        n = order.shape[0]
+        for kv in self.kv:
+            kv[:n, :, :length] = kv[order, :, :length]
+
+    @torch.inference_mode()
     def export(self, slot: int, ids: list[int]) -> KVPrefix:
         n = len(ids)
         h = self.kv_heads

@@ -21,6 +21,7 @@ from typing import Callable
 
 import torch
 
+from anygpt.generate import beams
 from anygpt.generate.config import DecodingConfig
 from anygpt.generate.decoder import Decoder, KVPrefix
 from anygpt.generate.kvengine import Engine, Request, common_prefix
@@ -228,11 +229,30 @@ def beam_settings(decoding: DecodingConfig) -> dict:
 
 def run_beam_phase(model, rows: list[Row], decoding: DecodingConfig, eos: list[int], stop_ids: list[int],
                     pad_id: int, constraint: SpanConstraint | None, stream) -> None:
-    """HF's own beam search (or beam sampling) with the text settings, from the rows' kept caches."""
+    """Beam search (or beam sampling) with the text settings, from the rows' kept caches: our own
+    search on the Llama decoder where it gives transformers' ids (beams.py), else HF's own."""
+    text = decoding.text
+    input_ids, mask, budget, processors = generate_inputs(rows, decoding, pad_id, constraint)
+    if beams.supports(model, do_sample=text.do_sample, repetition_penalty=text.repetition_penalty):
+        new = beams.beam_search(beams.beam_decoder(model), [r.ids for r in rows], [r.cache for r in rows],
+                                num_beams=text.num_beams, new_tokens=budget, eos=eos, pad_id=pad_id,
+                                processors=processors)
+    else:
+        new = _hf_beam_phase(model, rows, decoding, eos, pad_id, input_ids, mask, budget, processors)
+    for r, toks in zip(rows, new):
+        before = r.generated
+        extend_row(r, toks, decoding, eos, stop_ids)
+        if stream(r) is not None:
+            for tok in r.ids[len(r.ids) - (r.generated - before):]:
+                stream(r)(tok)
+
+
+def _hf_beam_phase(model, rows: list[Row], decoding: DecodingConfig, eos: list[int], pad_id: int,
+                   input_ids: torch.Tensor, mask: torch.Tensor, budget: int, processors: list) -> list[list[int]]:
+    """`model.generate`'s beam search over the left-padded rows: the new ids of each."""
     from transformers import GenerationConfig, LogitsProcessorList
 
     device = model.device
-    input_ids, mask, budget, processors = generate_inputs(rows, decoding, pad_id, constraint)
     width = input_ids.shape[1]
     config = GenerationConfig(max_new_tokens=budget, eos_token_id=eos, pad_token_id=pad_id,
                               use_cache=True, **beam_settings(decoding))
@@ -241,9 +261,4 @@ def run_beam_phase(model, rows: list[Row], decoding: DecodingConfig, eos: list[i
         out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                              generation_config=config, logits_processor=LogitsProcessorList(processors),
                              **({} if past is None else {"past_key_values": past}))
-    for r, toks in zip(rows, out[:, width:].tolist()):
-        before = r.generated
-        extend_row(r, toks, decoding, eos, stop_ids)
-        if stream(r) is not None:
-            for tok in r.ids[len(r.ids) - (r.generated - before):]:
-                stream(r)(tok)
+    return out[:, width:].tolist()
