@@ -12,6 +12,7 @@ import torch
 
 from anygpt.errors import AnyGPTError, BundleError, LayoutError
 from anygpt.layout import LayoutConfig, VocabLayout
+from anygpt.tokenizer import load_text_tokenizer
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -66,7 +67,11 @@ def load_causal_lm(path: str | Path, *, device: str = "cpu", dtype: str | None =
 
 
 def load_tokenizer(path: str | Path):
-    """A local HF tokenizer folder; like the model, never runs code shipped with it."""
+    """A local HF tokenizer folder; like the model, never runs code shipped with it. A plain fast
+    tokenizer loads without transformers (anygpt/tokenizer.py: the same ids and text)."""
+    light = load_text_tokenizer(path)
+    if light is not None:
+        return light
     from transformers import AutoTokenizer
 
     try:

@@ -69,6 +69,15 @@ def test_loaders_pass_trust_remote_code_false(monkeypatch, saved):
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy(real))
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", spy(real_tok))
+    b = load_bundle(saved)
+    assert seen == []  # a plain Llama and a fast tokenizer load without transformers: nothing to run
+    assert b.model is not None and seen == [False]  # transformers' model, built on first use
+    import anygpt.bundles.load as load
+    import anygpt.model
+
+    monkeypatch.setattr(anygpt.model, "load_text_tokenizer", lambda path: None)
+    monkeypatch.setattr(load, "load_llama", lambda *a, **k: None)
+    seen.clear()
     load_bundle(saved)
     assert seen == [False, False]
 

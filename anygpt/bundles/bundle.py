@@ -13,6 +13,7 @@ the first time it is used); load.py turns a built-in name (`debug`) or a directo
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,8 +55,12 @@ class CodecSlot:
 
 @dataclass
 class Bundle:
+    """A loaded bundle. Inference runs on `llm`: the LLM's weights loaded without transformers
+    (anygpt.llama) where the bundle's LLM is a plain Llama, else `model`. `model` is transformers'
+    model (training, a full forward, saving); a bundle loaded from a directory builds it on first use."""
+
     name: str
-    model: object  # a transformers PreTrainedModel (causal LM)
+    model: object  # a transformers PreTrainedModel (causal LM), or None with `load_model`
     tokenizer: object
     layout: VocabLayout
     prompt_format: PromptFormat
@@ -64,6 +69,26 @@ class Bundle:
     description: str = ""
     path: Path | None = None
     extra: dict = field(default_factory=dict)  # free-form manifest fields of later presets
+    light: object | None = field(default=None, repr=False, compare=False)  # anygpt.llama.Llama
+    load_model: Callable[[], object] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.model is not None:  # a model given (e.g. by dataclasses.replace) is the one to run
+            self.light = None
+        elif self.load_model is not None:
+            del self.model  # built by __getattr__ on first use
+
+    def __getattr__(self, name: str):
+        load = self.__dict__.get("load_model")
+        if name == "model" and load is not None:
+            self.model = load()
+            return self.model
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def llm(self):
+        """The model the decoding engine runs on (the same ids either way)."""
+        return self.light if self.light is not None else self.model
 
     def codec(self, modality: str) -> Codec:
         if modality not in self.codecs:

@@ -20,18 +20,23 @@ def bundle_info(bundle: Bundle) -> dict:
         "layout": bundle.layout.describe(),
         "extra_tokens": bundle.layout.extra_ids,
         "prompt_format": bundle.prompt_format.name,
-        "llm": {"architecture": type(bundle.model).__name__, "parameters": count_parameters(bundle.model)},
+        "llm": {"architecture": architecture(bundle.llm), "parameters": count_parameters(bundle.llm)},
         "codecs": {m: s.name for m, s in bundle.codecs.items()},
         "decoding": bundle.decoding.to_dict(),
         "memory": memory_estimate(bundle),
-        "limits": limits(context_length(bundle.model), bundle.layout),
+        "limits": limits(context_length(bundle.llm), bundle.layout),
     }
+
+
+def architecture(model) -> str:
+    """The class the weights belong to, as the model folder's config names it."""
+    return (getattr(model.config, "architectures", None) or [type(model).__name__])[0]
 
 
 def memory_estimate(bundle: Bundle) -> dict:
     """Bytes each component needs for its weights: the LLM from its parameters at each precision,
     codecs from their loaded tensors or, before loading, their weight files on disk."""
-    n = count_parameters(bundle.model)
+    n = count_parameters(bundle.llm)
     out = {"llm": {"parameters": n, "fp32_gib": round(n * 4 / 2**30, 3), "bf16_gib": round(n * 2 / 2**30, 3)}}
     for modality, slot in bundle.codecs.items():
         if slot.instance is not None or slot.name.startswith("debug-"):

@@ -16,7 +16,8 @@ from anygpt.bundles.files import check_files, resolve, sha256
 from anygpt.errors import AnyGPTError, BundleError
 from anygpt.generate.config import DecodingConfig
 from anygpt.layout import LayoutConfig, VocabLayout
-from anygpt.model import load_causal_lm, load_tokenizer, resolve_device
+from anygpt.llama import load_llama
+from anygpt.model import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
 from anygpt.prompts import load_format
 
 
@@ -59,17 +60,23 @@ def _load_dir(path: Path, *, device: str, dtype: str | None, verify: bool) -> Bu
                             layout_config)
     layout.verify(tokenizer)
     llm = manifest["llm"]["path"]
+    llm_path = resolve(path, llm, manifest, what="llm path")
     # weights stored in half precision to stay small say which precision to run them in
-    model = load_causal_lm(resolve(path, llm, manifest, what="llm path"), device=device,
-                           dtype=dtype or manifest["llm"].get("load_dtype"),
-                           safetensors_only=not Path(llm).is_absolute())
-    rows = model.get_input_embeddings().weight.shape[0]
+    dtype = dtype or manifest["llm"].get("load_dtype")
+
+    def load_model():
+        return load_causal_lm(llm_path, device=device, dtype=dtype, safetensors_only=not Path(llm).is_absolute())
+
+    light = load_llama(llm_path, device=device, dtype=resolve_dtype(dtype))  # None: not a plain Llama
+    model = load_model() if light is None else None
+    rows = (light or model).get_input_embeddings().weight.shape[0]
     if rows < layout.vocab_size:
         raise BundleError(f"{path}: the model has {rows} embedding rows, the layout needs {layout.vocab_size}")
     return Bundle(
         name=manifest["name"], model=model, tokenizer=tokenizer, layout=layout, prompt_format=prompt_format,
         decoding=decoding, codecs=_codec_slots(path, manifest.get("codecs", {}), manifest, device),
         description=manifest.get("description", ""), path=path, extra=manifest.get("extra", {}),
+        light=light, load_model=load_model,
     )
 
 

@@ -64,7 +64,7 @@ def encode_media(bundle: Bundle, modality: str, source, *, announce: bool = Fals
             warnings.warn(f"the picture is {source.size[0]}x{source.size[1]}; the image codec reads it at "
                           f"{size}x{size}", stacklevel=2)
     if modality != "image" and isinstance(source, np.ndarray):  # refused before the codec spends time on it
-        check_input_seconds(context_length(bundle.model), bundle.layout, modality, len(source) / codec.sample_rate)
+        check_input_seconds(context_length(bundle.llm), bundle.layout, modality, len(source) / codec.sample_rate)
     return Media(modality, codec.encode(source))
 
 
@@ -159,11 +159,11 @@ class ChatSession:
         prefix = self._cache if single and self.history else None
         requests = [GenerationRequest(p, allowed, prefix) for p in prompts]
         # the context rule (generate/context.py): refuse what cannot fit, cut the reply budget to fit
-        decoding = fit([len(p) for p in prompts], self.decoding, context=context_length(b.model), layout=b.layout,
+        decoding = fit([len(p) for p in prompts], self.decoding, context=context_length(b.llm), layout=b.layout,
                        want=want)
         if self._decoder is None:
-            self._decoder = make_decoder(b.model, rows=len(requests))
-        gens = generate(b.model, b.layout, requests, decoding, stop_ids=b.stop_ids, pad_id=b.pad_id,
+            self._decoder = make_decoder(b.llm, rows=len(requests))
+        gens = generate(b.llm, b.layout, requests, decoding, stop_ids=b.stop_ids, pad_id=b.pad_id,
                         on_token=on_token, decoder=self._decoder)
         new = [g.ids for g in gens]
         forced = [b.layout[want].start_id] if want not in (None, "text") else []

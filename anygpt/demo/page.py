@@ -406,7 +406,7 @@ def run_demo(bundle_name: str, out: Path) -> int:
     total = sum(t.seconds for t in turns)
     judged = f"; judged in {judge_s:.2f} s" if checker is not None else ""
     print(f"bundle loaded in {load_s:.2f} s; {len(turns)} turns in {total:.2f} s on "
-          f"{bundle.model.device}{judged}; page: {out / 'index.html'}")
+          f"{bundle.llm.device}{judged}; page: {out / 'index.html'}")
     summary = {"bundle": bundle.name, "load_seconds": round(load_s, 3), "judge_seconds": round(judge_s, 3),
                "verdict_rules": VERDICT_RULES, "verdicts": _tally(turns),
                "turns": [{"title": t.title, "inputs": t.inputs, "want": t.want, "seconds": round(t.seconds, 3),

@@ -319,10 +319,11 @@ def _join(linears) -> tuple:
 
 
 def _plain(act):
-    """SiLU as the function itself (its module's forward is F.silu): a module call costs more than the op."""
-    from transformers.activations import SiLUActivation
-
-    return F.silu if type(act) in (torch.nn.SiLU, SiLUActivation) else act
+    """SiLU as the function itself (its module's forward is F.silu): a module call costs more than the op.
+    transformers' SiLUActivation is recognised by name, so that this module does not import it."""
+    silu = isinstance(act, torch.nn.SiLU) or (type(act).__name__ == "SiLUActivation"
+                                               and type(act).__module__.startswith("transformers."))
+    return F.silu if silu else act
 
 
 def _halves(kv: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:

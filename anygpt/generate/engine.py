@@ -3,13 +3,14 @@
 Generation runs in phases on the decoding engine (kvengine.py) with the processors of processors.py:
 
     text decoded by sampling/greedy:  one engine cohort; ModalitySampler switches settings per row and step
-    text decoded by beam search:      text phase  = HF beam search until a stop token or a span start
+    text decoded by beam search:      text phase  = beam search until a stop token or a span start
                                       span phase  = an engine cohort with the span's settings until its end
                                       ... alternating, each row on its own, until it stops
 
 The key/value cache crosses phases and chat turns: each engine phase starts from the cache the row
 ended its previous engine phase with (`GenerationRequest.prefix` for a chat history), so only new
-tokens are computed. Beam phases run HF's beam search (`model.generate`) from that cache too.
+tokens are computed. Beam phases start from that cache too: our beam search on the Llama decoder
+(beams.py; transformers' ids), or `model.generate`'s for beam sampling and other models.
 Ids are those of the former path (every phase a `model.generate` call) for the same settings and
 seed: a cohort samples as `generate` samples its batch. The engine sees only token ids.
 """
@@ -143,7 +144,7 @@ def _run_engine_phase(engine: Engine, rows: list[Row], decoding: DecodingConfig,
 
 def cache_for_beams(engine: Engine, r: Row) -> None:
     """Give a row about to run a beam phase the cache of its sequence (but the last token), so that
-    HF's beam search does not compute it once per beam; kept when the row's cache covers it."""
+    the beam search does not compute it once per beam; kept when the row's cache covers it."""
     if r.cache is None or r.cache.length < len(r.ids) - 1:
         r.cache = engine.cache_prompt(r.ids, r.cache) or r.cache
 

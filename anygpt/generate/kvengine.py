@@ -163,7 +163,7 @@ class Engine:
 
     def cache_prompt(self, ids: list[int], prefix: KVPrefix | None = None) -> KVPrefix | None:
         """The cache of `ids` but their last token, computed in a free slot (reusing `prefix`
-        where it matches), for a phase that runs outside the engine (HF's beam search starts from it
+        where it matches), for a phase that runs outside the engine (a beam search starts from it
         instead of computing the prompt once per beam). None when no slot is free."""
         slot = len(self.rows)
         if slot >= self.max_batch or len(ids) < 2:

@@ -4,7 +4,7 @@
                                               │ each job goes through the phases of generate/engine.py:
                                               │   a sampled or greedy stretch ──> a shared Engine: rows join
                                               │                                   and leave at every step
-                                              │   beam-searched text ──────────> HF beam search for all the
+                                              │   beam-searched text ──────────> one beam search for all the
                                               │                                   jobs waiting for one
                                               └ every new token ──> job.on_token (called on this thread)
 
@@ -212,8 +212,8 @@ class Scheduler:
 
     def _beams_due(self) -> bool:
         """Beam phases run when the engine has nothing to do, when a batch of them is waiting, or
-        when the first has waited `beam_wait_s`: under load they gather into fewer, larger HF calls
-        (each call costs much the same for 1 row as for 8), alone they start at once."""
+        when the first has waited `beam_wait_s`: under load they gather into fewer, larger searches
+        (a search costs much the same for 1 row as for 8), alone they start at once."""
         if not self.beam_waiting:
             return False
         if len(self.beam_waiting) >= self.max_batch or not any(e.busy for e in self.engines.values()):

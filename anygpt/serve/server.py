@@ -79,9 +79,9 @@ class Server:
         self.bundle, self.decoding, self.config = bundle, decoding, config
         self.store = conv.ReplyStore()
         self.voices = Voices(bundle.codec("speech").sample_rate) if "speech" in bundle.codecs else None
-        self.scheduler = Scheduler(bundle.model, bundle.layout, stop_ids=bundle.stop_ids, pad_id=bundle.pad_id,
+        self.scheduler = Scheduler(bundle.llm, bundle.layout, stop_ids=bundle.stop_ids, pad_id=bundle.pad_id,
                                    max_batch=config.max_batch, max_jobs=config.max_jobs)
-        self.context = context_length(bundle.model)
+        self.context = context_length(bundle.llm)
         self.created = int(time.time())
         self.media_pool = MediaThreads(config.media_threads)
 
