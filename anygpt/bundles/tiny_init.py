@@ -80,9 +80,11 @@ def init_bundle(world: str | Path, out: str | Path, *, seed: int = 0, codecs_dir
     # music spans as long as the clips it learns from (scripts/train_tiny.sh cuts them to 4 s): a longer
     # input, or a longer reply, puts music codes at positions training never filled. Speech is one code
     # per phone, so a sampled code is a wrong phone: top-p 0.3 instead of the release's 0.7 (TTS WER 0.81
-    # -> 0.72 on a world the evaluation does not use, docs/tiny.md)
+    # -> 0.72 on a world the evaluation does not use, docs/tiny.md). Music without the release's repetition
+    # penalty: the tonal layer 1 holds one instrument's ids across a clip, and a penalty on ids already
+    # in the span pushes the reply off them (frames of the caption's instrument 0.63 -> 0.86)
     decoding = PRESETS["paper"].override(max_new_tokens=1200, max_seconds={"speech": 8.0, "music": MUSIC_SECONDS},
-                                         speech_top_p=0.3)
+                                         speech_top_p=0.3, music_repetition_penalty=1.0)
     bundle = Bundle(
         name="tiny",
         description="AnyGPT-tiny: a small Llama trained here on the offline world, with the small codecs.",
