@@ -69,7 +69,7 @@ def _load_dir(path: Path, *, device: str, dtype: str | None, verify: bool) -> Bu
 
     light = load_llama(llm_path, device=device, dtype=resolve_dtype(dtype))  # None: not a plain Llama
     model = load_model() if light is None else None
-    rows = (light or model).get_input_embeddings().weight.shape[0]
+    rows = (light if light is not None else model).get_input_embeddings().weight.shape[0]
     if rows < layout.vocab_size:
         raise BundleError(f"{path}: the model has {rows} embedding rows, the layout needs {layout.vocab_size}")
     return Bundle(

@@ -50,33 +50,32 @@ def beam_search(decoder: LlamaDecoder, prompts: list[list[int]], caches: list, *
                 new_tokens: int, eos: list[int], pad_id: int, processors: list,
                 length_penalty: float = 1.0) -> list[list[int]]:
     """Search every prompt; the new ids of each row's best hypothesis, as `generate` returns them
-    for the left-padded batch (cut at the batch's longest, padded with eos[0]'s fill after a stop).
-    `caches`: per row a KVPrefix of a prefix of its prompt, or None."""
+    for the left-padded batch (cut at the batch's longest, the fill id after a stop). `caches`: per
+    row a KVPrefix of a prefix of its prompt, or None. The search's tensors live on the decoder's device."""
     R, N = len(prompts), num_beams
     W = max(map(len, prompts))
     max_length = W + new_tokens
     fill = (pad_id or eos[0]) if eos else -1
-    device = decoder.device
-    input_ids = torch.full((R, W), pad_id, dtype=torch.long)
-    for i, p in enumerate(prompts):
-        input_ids[i, W - len(p):] = torch.tensor(p)
+    dev = decoder.device
     keep = max(2, 1 + len(eos)) * N
-    top_mask = torch.cat([torch.ones(N, dtype=torch.bool), torch.zeros(keep - N, dtype=torch.bool)])
-    eos_t = torch.tensor(eos, dtype=torch.long)
+    top_mask = (torch.arange(keep, device=dev) < N)
+    eos_t = torch.tensor(eos, dtype=torch.long, device=dev)
 
-    running = torch.full((R, N, max_length), fill, dtype=torch.long)
-    running[:, :, :W] = input_ids[:, None]
+    running = torch.full((R, N, max_length), fill, dtype=torch.long, device=dev)
+    for i, p in enumerate(prompts):  # left-padded, as the processors read generate's sequences
+        running[i, :, :W - len(p)] = pad_id
+        running[i, :, W - len(p): W] = torch.tensor(p, device=dev)
     sequences = running.clone()
-    running_scores = torch.zeros((R, N))
+    running_scores = torch.zeros((R, N), device=dev)
     running_scores[:, 1:] = FINISHED
-    scores = torch.full((R, N), FINISHED)
-    finished = torch.zeros((R, N), dtype=torch.bool)
-    improvable = torch.ones((R, 1), dtype=torch.bool)
-    running_idx = torch.full((R, N, max_length - W), -1, dtype=torch.int32)
+    scores = torch.full((R, N), FINISHED, device=dev)
+    finished = torch.zeros((R, N), dtype=torch.bool, device=dev)
+    improvable = torch.ones((R, 1), dtype=torch.bool, device=dev)
+    running_idx = torch.full((R, N, max_length - W), -1, dtype=torch.int32, device=dev)
     beam_idx = running_idx.clone()
-    offsets = torch.arange(R)[:, None] * N
+    offsets = torch.arange(R, device=dev)[:, None] * N
 
-    lengths = torch.tensor([len(p) - 1 for p in prompts]).repeat_interleave(N)  # cached positions per slot
+    lengths = torch.tensor([len(p) - 1 for p in prompts], device=dev).repeat_interleave(N)  # cached per slot
     states = _start(decoder, prompts, caches, N, lengths)
     lengths = lengths + 1
     cur = W
@@ -121,8 +120,8 @@ def beam_search(decoder: LlamaDecoder, prompts: list[list[int]], caches: list, *
         improvable = improvable & torch.any(best_possible > worst_kept, dim=-1, keepdim=True)
         if not (bool(improvable.any()) and not bool(finished.all()) and not bool(hits.all())):
             break
-        decoder.gather(order.to(device), int(lengths.max()))
-        states = decoder.decode(running[:, :, cur - 1].reshape(-1).to(device), lengths.to(device))
+        decoder.gather(order, int(lengths.max()))
+        states = decoder.decode(running[:, :, cur - 1].reshape(-1), lengths)
         lengths = lengths + 1
 
     longest = int((beam_idx[:, 0] >= 0).sum(dim=1).max())
@@ -143,10 +142,11 @@ def _start(decoder: LlamaDecoder, prompts, caches, beams: int, lengths: torch.Te
             fresh.append((slot, p[start:-1], start))
     if fresh:
         decoder.prefill_rows(fresh)
-    order = torch.arange(len(prompts)).repeat_interleave(beams) * beams  # every beam from its row's slot
-    decoder.gather(order.to(decoder.device), int(lengths.max()))
-    last = torch.tensor([p[-1] for p in prompts]).repeat_interleave(beams)
-    return decoder.decode(last.to(decoder.device), lengths.to(decoder.device))
+    dev = decoder.device
+    order = torch.arange(len(prompts), device=dev).repeat_interleave(beams) * beams  # each beam from its row's slot
+    decoder.gather(order, int(lengths.max()))
+    last = torch.tensor([p[-1] for p in prompts], device=dev).repeat_interleave(beams)
+    return decoder.decode(last, lengths)
 
 
 def _gather(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -65,8 +65,8 @@ def generate(model, layout: VocabLayout, requests: list[GenerationRequest], deco
     def stream(row: Row):
         return None if on_token is None else (lambda tok: on_token(index[id(row)], tok))
 
-    for batch, beams, eos, starts in phase_cohorts(rows, layout, decoding, stop_ids):
-        if beams:
+    for batch, beam_phase, eos, starts in phase_cohorts(rows, layout, decoding, stop_ids):
+        if beam_phase:
             for r in batch:
                 cache_for_beams(engine, r)
             constraint = span_constraint(layout, decoding, starts, vocab_rows)
@@ -112,11 +112,11 @@ def phase_cohorts(rows: list[Row], layout: VocabLayout, decoding: DecodingConfig
                 ([r for r, o in zip(active, open_) if not o], True, stop_ids + start_ids),
                 ([r for r, o in zip(active, open_) if o], False, stop_ids + end_ids),
             ]
-        for group, beams, eos in groups:
+        for group, beam_phase, eos in groups:
             # rows that share their allowed span starts share one constraint and one cohort; ordered
             # (not a set) so that seeded sampling draws in the same order in every process
             for starts in dict.fromkeys(r.allowed_starts for r in group):
-                yield [r for r in group if r.allowed_starts == starts], beams, eos, starts
+                yield [r for r in group if r.allowed_starts == starts], beam_phase, eos, starts
 
 
 def span_constraint(layout: VocabLayout, decoding: DecodingConfig, starts, vocab_rows: int) -> SpanConstraint | None:
