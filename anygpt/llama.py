@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
 from anygpt.errors import BundleError
@@ -188,8 +189,6 @@ class Llama(nn.Module):
 def load_llama(path: str | Path, *, device: str = "cpu", dtype: torch.dtype | None = None) -> Llama | None:
     """A Hugging Face Llama folder with safetensors weights -> Llama in eval mode, or None when the
     folder is not one this module reproduces (then load it with transformers)."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     try:
         config = json.loads((path / "config.json").read_text())
@@ -214,7 +213,10 @@ def load_llama(path: str | Path, *, device: str = "cpu", dtype: torch.dtype | No
     dtype = dtype or _stored_dtype(config, state)
     # fresh, aligned memory for every tensor: a matmul over a weight that sits at an odd address in
     # the file's buffer takes another kernel path and rounds differently from transformers' copy
-    model.load_state_dict({k: v.to(device=device, dtype=dtype, copy=True) for k, v in state.items()}, assign=True)
+    # (one tensor at a time, so that the file's copy and ours are not both held whole)
+    for k in list(state):
+        state[k] = state.pop(k).to(device=device, dtype=dtype, copy=True)
+    model.load_state_dict(state, assign=True)
     if shape.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
     model.model.rotary_emb.to(device)
