@@ -55,18 +55,32 @@ class LlamaShape:
 
     @staticmethod
     def from_config(c: dict) -> "LlamaShape | None":
-        """The shape of a config.json, or None when it is not a plain Llama this module reproduces."""
+        """The shape of a config.json, or None when it is not a plain Llama this module reproduces
+        (or not a well-formed one: transformers then says what is wrong with it)."""
         rope = c.get("rope_parameters") or {}
         scaling = c.get("rope_scaling")
         if (c.get("model_type") != "llama" or c.get("hidden_act", "silu") != "silu" or c.get("pretraining_tp", 1) != 1
-                or rope.get("rope_type", "default") != "default" or scaling not in (None, {})):
+                or not isinstance(rope, dict) or rope.get("rope_type", "default") != "default"
+                or scaling not in (None, {})):
             return None
+        try:
+            shape = LlamaShape._read(c, rope)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            return None
+        sizes = (shape.vocab_size, shape.hidden_size, shape.intermediate_size, shape.num_hidden_layers,
+                 shape.num_attention_heads, shape.num_key_value_heads, shape.head_dim, shape.max_position_embeddings)
+        if not all(type(n) is int and n > 0 for n in sizes) or shape.num_attention_heads % shape.num_key_value_heads:
+            return None
+        return shape
+
+    @staticmethod
+    def _read(c: dict, rope: dict) -> "LlamaShape":
         heads = c["num_attention_heads"]
         return LlamaShape(
             vocab_size=c["vocab_size"], hidden_size=c["hidden_size"], intermediate_size=c["intermediate_size"],
             num_hidden_layers=c["num_hidden_layers"], num_attention_heads=heads,
             num_key_value_heads=c.get("num_key_value_heads") or heads,
-            head_dim=c.get("head_dim") or c["hidden_size"] // heads, rms_norm_eps=c.get("rms_norm_eps", 1e-6),
+            head_dim=c.get("head_dim") or c["hidden_size"] // heads, rms_norm_eps=float(c.get("rms_norm_eps", 1e-6)),
             rope_theta=float(rope.get("rope_theta", c.get("rope_theta", 10000.0))),
             max_position_embeddings=c.get("max_position_embeddings", 2048),
             attention_bias=bool(c.get("attention_bias", False)), mlp_bias=bool(c.get("mlp_bias", False)),
@@ -207,9 +221,9 @@ def load_llama(path: str | Path, *, device: str = "cpu", dtype: torch.dtype | No
         raise BundleError(f"{path}: cannot read the language model's weights ({e})") from None
     if shape.tie_word_embeddings:
         state.setdefault("lm_head.weight", state.get("model.embed_tokens.weight"))
-    expected = set(model.state_dict())
-    if set(state) != expected:
-        return None  # keys it does not know (or lacks): transformers decides what they mean
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    if {k: v.shape for k, v in state.items()} != expected:
+        return None  # keys it does not know (or lacks), or other sizes: transformers decides what they mean
     dtype = dtype or _stored_dtype(config, state)
     # fresh, aligned memory for every tensor: a matmul over a weight that sits at an odd address in
     # the file's buffer takes another kernel path and rounds differently from transformers' copy

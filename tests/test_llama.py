@@ -59,11 +59,22 @@ def test_tied_embeddings_and_sharded_weights(tmp_path):
 
 
 @pytest.mark.parametrize("change", [{"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, {"model_type": "mistral"},
-                                    {"hidden_act": "gelu"}, {"pretraining_tp": 2}])
+                                    {"hidden_act": "gelu"}, {"pretraining_tp": 2}, {"hidden_size": "abc"},
+                                    {"num_hidden_layers": -1}, {"num_key_value_heads": 4}, {"rope_parameters": 5}])
 def test_configs_it_does_not_reproduce_are_left_to_transformers(tmp_path, change):
     shutil.copytree(TINY_LLM, tmp_path / "m")
     config = json.loads((TINY_LLM / "config.json").read_text())
     (tmp_path / "m" / "config.json").write_text(json.dumps({**config, **change}))
+    assert load_llama(tmp_path / "m") is None
+
+
+def test_a_config_without_its_sizes_is_left_to_transformers(tmp_path):
+    shutil.copytree(TINY_LLM, tmp_path / "m")
+    config = json.loads((TINY_LLM / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "intermediate_size": 256}))
+    assert load_llama(tmp_path / "m") is None  # weights of other sizes than the config says
+    del config["hidden_size"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     assert load_llama(tmp_path / "m") is None
 
 
