@@ -28,6 +28,19 @@ def test_demo_writes_every_turn(tmp_path, capsys):
     assert all(t["expected"] is None and t["verdict"] == "unchecked" and t["judge"] == {} for t in turns)
 
 
+def test_the_conversation_starts_afresh_and_keeps_its_own_turns(tmp_path, monkeypatch):
+    """Single-task turns are independent; the three conversation turns are one conversation of their own."""
+    import anygpt.demo.page as page
+
+    history = []
+    ask = page.ChatSession.ask
+    monkeypatch.setattr(page.ChatSession, "ask", lambda self, *a, **k: history.append(len(self.history)) or ask(self, *a, **k))
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert len(history) == 9
+    assert history[:7] == [0] * 7  # six single turns, then the conversation's first
+    assert history[7] > 0 and history[8] > history[7]
+
+
 def test_verdicts_follow_the_documented_rules():
     from anygpt.demo.page import VERDICT_RULES, verdict
 

@@ -389,8 +389,8 @@ def run_demo(bundle_name: str, out: Path) -> int:
     session = ChatSession(bundle, decoding=bundle.decoding.override(seed=DEMO_SEED))
     judge_s = 0.0
     for i, turn in enumerate(single + conversation):
-        if i < len(single):
-            session.reset()  # the single-task turns are independent
+        if i <= len(single):
+            session.reset()  # the single-task turns are independent; the conversation starts afresh
         t0 = time.perf_counter()
         reply = session.ask(turn.content, want=turn.want)
         turn.rows = write_segments(bundle, reply.segments, out, voice=voice, seed=DEMO_SEED, stem=f"turn{i + 1}")
