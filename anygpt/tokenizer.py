@@ -40,21 +40,10 @@ class TextTokenizer:
         token = self._specials.get(role)
         return None if token is None else self.convert_tokens_to_ids(token)
 
-    @property
-    def bos_token_id(self) -> int | None:
-        return self._special_id("bos")
-
-    @property
-    def eos_token_id(self) -> int | None:
-        return self._special_id("eos")
-
-    @property
-    def unk_token_id(self) -> int | None:
-        return self._special_id("unk")
-
-    @property
-    def pad_token_id(self) -> int | None:
-        return self._special_id("pad")
+    bos_token_id = property(lambda self: self._special_id("bos"))
+    eos_token_id = property(lambda self: self._special_id("eos"))
+    unk_token_id = property(lambda self: self._special_id("unk"))
+    pad_token_id = property(lambda self: self._special_id("pad"))
 
     @property
     def all_special_tokens(self) -> list[str]:

@@ -26,22 +26,16 @@ WORDS = ["a red circle", "Describe this picture please", "hello there", "What is
 
 
 def run_phase(bundle, model, prompts, decoding, *, own: bool) -> tuple[float, list[list[int]]]:
-    from anygpt.generate import beams
     from anygpt.generate import engine as E
 
     eos = bundle.stop_ids + [m.start_id for m in bundle.layout.modalities.values()]
     vocab = model.get_output_embeddings().weight.shape[0]
     rows = [E.Row(list(p), ()) for p in prompts]
-    supports = beams.supports
-    if not own:
-        beams.supports = lambda *a, **k: False
-    try:
-        t = time.perf_counter()
-        E.run_beam_phase(model, rows, decoding, eos, bundle.stop_ids, bundle.pad_id,
-                         E.span_constraint(bundle.layout, decoding, (), vocab), lambda r: None)
-        seconds = time.perf_counter() - t
-    finally:
-        beams.supports = supports
+    t = time.perf_counter()
+    E.run_beam_phase(model, rows, decoding, eos, bundle.stop_ids, bundle.pad_id,
+                     E.span_constraint(bundle.layout, decoding, (), vocab), lambda r: None,
+                     search="ours" if own else "generate")
+    seconds = time.perf_counter() - t
     return seconds, [r.ids[len(p):] for r, p in zip(rows, prompts)]
 
 

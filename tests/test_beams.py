@@ -21,41 +21,38 @@ def _prompts(b):
     return [b.tokenizer(f"[Human]: {t}<eoh>\n[MMGPT]:", add_special_tokens=False)["input_ids"] for t in TEXTS]
 
 
-def _search(b, prompts, *, own: bool, monkeypatch, num_beams: int = 4, max_new_tokens: int = 30):
+def _search(b, prompts, *, own: bool, num_beams: int = 4, max_new_tokens: int = 30):
     """One beam phase over `prompts` (one cohort): each row's new ids."""
     decoding = PRESETS["greedy"].override(text=SamplingConfig(do_sample=False, num_beams=num_beams),
                                           max_new_tokens=max_new_tokens)
     eos = b.stop_ids + [m.start_id for m in b.layout.modalities.values()]
     vocab = b.model.get_output_embeddings().weight.shape[0]
     rows = [E.Row(list(p), None) for p in prompts]
-    with monkeypatch.context() as m:
-        if not own:
-            m.setattr(beams, "supports", lambda *a, **k: False)
-        E.run_beam_phase(b.model, rows, decoding, eos, b.stop_ids, b.pad_id,
-                         E.span_constraint(b.layout, decoding, None, vocab), lambda r: None)
+    E.run_beam_phase(b.model, rows, decoding, eos, b.stop_ids, b.pad_id, E.span_constraint(b.layout, decoding, None, vocab),
+                     lambda r: None, search="ours" if own else "generate")
     return [r.ids[len(p):] for r, p in zip(rows, prompts)]
 
 
-def test_each_row_gets_the_ids_of_generates_beam_search(bundle, monkeypatch):
+def test_each_row_gets_the_ids_of_generates_beam_search(bundle):
     prompts = _prompts(bundle)
     for p in prompts:
-        ours = _search(bundle, [p], own=True, monkeypatch=monkeypatch)[0]
-        assert ours == _search(bundle, [p], own=False, monkeypatch=monkeypatch)[0]
+        ours = _search(bundle, [p], own=True)[0]
+        assert ours == _search(bundle, [p], own=False)[0]
         assert len(ours) > 1
 
 
-def test_rows_searched_together_are_independent(bundle, monkeypatch):
+def test_rows_searched_together_are_independent(bundle):
     prompts = _prompts(bundle)
-    alone = [_search(bundle, [p], own=True, monkeypatch=monkeypatch)[0] for p in prompts]
-    assert _search(bundle, prompts, own=True, monkeypatch=monkeypatch) == alone
+    alone = [_search(bundle, [p], own=True)[0] for p in prompts]
+    assert _search(bundle, prompts, own=True) == alone
 
 
 @pytest.mark.parametrize("num_beams,max_new_tokens", [(2, 5), (5, 12), (3, 1)])
-def test_other_widths_and_budgets(debug_bundle, monkeypatch, num_beams, max_new_tokens):
+def test_other_widths_and_budgets(debug_bundle, num_beams, max_new_tokens):
     """Short budgets end on the length limit (every hypothesis finished there), not on a stop."""
     prompts = _prompts(debug_bundle)[:3]
     for p in prompts:
-        kw = dict(num_beams=num_beams, max_new_tokens=max_new_tokens, monkeypatch=monkeypatch)
+        kw = dict(num_beams=num_beams, max_new_tokens=max_new_tokens)
         ours = _search(debug_bundle, [p], own=True, **kw)[0]
         assert ours == _search(debug_bundle, [p], own=False, **kw)[0]
         assert 1 <= len(ours) <= max_new_tokens

@@ -181,7 +181,7 @@ def test_a_beam_searched_turn_starts_from_the_history_cache(debug_bundle, monkey
     history = len(session.history)
     cached = []
     search, build = beams.beam_search, engine._beam_cache
-    monkeypatch.setattr(beams, "beam_search", lambda d, p, caches, **k: cached.append(caches[0].length) or search(d, p, caches, **k))
+    monkeypatch.setattr(beams, "beam_search", lambda d, p, caches, *a, **k: cached.append(caches[0].length) or search(d, p, caches, *a, **k))
     monkeypatch.setattr(engine, "_beam_cache", lambda *a: cached.append((used := build(*a)).get_seq_length()) or used)
     second = session.ask(["And again?"], want="text")
     assert cached and cached[0] >= history - 2  # all but the reply's last 2

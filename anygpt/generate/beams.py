@@ -46,14 +46,15 @@ def beam_decoder(model) -> LlamaDecoder:
 
 
 @torch.inference_mode()
-def beam_search(decoder: LlamaDecoder, prompts: list[list[int]], caches: list, *, num_beams: int,
-                new_tokens: int, eos: list[int], pad_id: int, processors: list,
+def beam_search(decoder: LlamaDecoder, prompts: list[list[int]], caches: list, input_ids: torch.Tensor, *,
+                num_beams: int, new_tokens: int, eos: list[int], pad_id: int, processors: list,
                 length_penalty: float = 1.0) -> list[list[int]]:
     """Search every prompt; the new ids of each row's best hypothesis, as `generate` returns them
-    for the left-padded batch (cut at the batch's longest, the fill id after a stop). `caches`: per
-    row a KVPrefix of a prefix of its prompt, or None. The search's tensors live on the decoder's device."""
+    for the left-padded batch `input_ids` (R, W) of the prompts (cut at the batch's longest, the
+    fill id after a stop). `caches`: per row a KVPrefix of a prefix of its prompt, or None. The
+    search's tensors live on the decoder's device."""
     R, N = len(prompts), num_beams
-    W = max(map(len, prompts))
+    W = input_ids.shape[1]
     max_length = W + new_tokens
     fill = (pad_id or eos[0]) if eos else -1
     dev = decoder.device
@@ -62,9 +63,7 @@ def beam_search(decoder: LlamaDecoder, prompts: list[list[int]], caches: list, *
     eos_t = torch.tensor(eos, dtype=torch.long, device=dev)
 
     running = torch.full((R, N, max_length), fill, dtype=torch.long, device=dev)
-    for i, p in enumerate(prompts):  # left-padded, as the processors read generate's sequences
-        running[i, :, :W - len(p)] = pad_id
-        running[i, :, W - len(p): W] = torch.tensor(p, device=dev)
+    running[:, :, :W] = input_ids.to(dev)[:, None]  # left-padded, as the processors read generate's sequences
     sequences = running.clone()
     running_scores = torch.zeros((R, N), device=dev)
     running_scores[:, 1:] = FINISHED

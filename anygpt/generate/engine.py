@@ -229,13 +229,17 @@ def beam_settings(decoding: DecodingConfig) -> dict:
 
 
 def run_beam_phase(model, rows: list[Row], decoding: DecodingConfig, eos: list[int], stop_ids: list[int],
-                    pad_id: int, constraint: SpanConstraint | None, stream) -> None:
+                    pad_id: int, constraint: SpanConstraint | None, stream, *, search: str = "auto") -> None:
     """Beam search (or beam sampling) with the text settings, from the rows' kept caches: our own
-    search on the Llama decoder where it gives transformers' ids (beams.py), else HF's own."""
+    search on the Llama decoder where it gives transformers' ids (beams.py), else HF's own.
+    `search`: "auto", "ours" or "generate" (the benchmark and the parity tests run both)."""
     text = decoding.text
     input_ids, mask, budget, processors = generate_inputs(rows, decoding, pad_id, constraint)
-    if beams.supports(model, do_sample=text.do_sample, repetition_penalty=text.repetition_penalty):
-        new = beams.beam_search(beams.beam_decoder(model), [r.ids for r in rows], [r.cache for r in rows],
+    ours = beams.supports(model, do_sample=text.do_sample, repetition_penalty=text.repetition_penalty)
+    if search == "ours" and not ours:
+        raise ValueError("our beam search runs greedy beams without a repetition penalty on a Llama only")
+    if ours and search != "generate":
+        new = beams.beam_search(beams.beam_decoder(model), [r.ids for r in rows], [r.cache for r in rows], input_ids,
                                 num_beams=text.num_beams, new_tokens=budget, eos=eos, pad_id=pad_id,
                                 processors=processors)
     else:
