@@ -23,6 +23,9 @@ the first turn, over the same turn with the history computed again (our engine w
 history_turn_whole_ratio: the same for the whole second turn (a 16-token text reply).
 history_turn_engine_ratio: the same as history_turn_cost_ratio from the moment the turn's prompt ids
 are ready (without encoding the new message's text, which costs the same in both).
+
+--eager-step adds, per reply and batch, the engine with its TorchScript decode step over the same
+engine with the eager step (`scripted_over_eager`, tokens/s; the same ids either way).
 On a shared machine the timings are noisy: compare ratios measured in the same run only.
 """
 
@@ -136,6 +139,25 @@ def bench_pair(bundle, reply: str, batch: int, repeats: int) -> dict:
             "engine_tok_s": round(e, 1), "hf_tok_s": round(h, 1), "speedup": round(e / h, 2)}
 
 
+def scripted_over_eager(bundle, reply: str, batch: int, repeats: int) -> dict:
+    """The engine with its scripted decode step against the same engine with the eager one."""
+    from unittest import mock
+
+    from anygpt.generate import decoder
+
+    ids = prompts(bundle, reply, batch)
+    decoding = decoding_for(bundle, reply)
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(repeats):
+        for scripted in ((True, False) if i % 2 == 0 else (False, True)):
+            with mock.patch.object(decoder, "_scripted_step", decoder._scripted_step if scripted else lambda: None):
+                dt, lens = time_engine(bundle, ids, decoding)
+            rates[scripted].append(sum(lens) / dt)
+    s, e = statistics.median(rates[True]), statistics.median(rates[False])
+    return {"model": bundle.name, "reply": reply, "batch": batch, "scripted_tok_s": round(s, 1),
+            "eager_tok_s": round(e, 1), "scripted_over_eager": round(s / e, 3)}
+
+
 def history_ratio(bundle, repeats: int) -> dict:
     import torch
 
@@ -187,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--models", default="tiny,7b-shaped", help="which of tiny, 7b-shaped")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (a GPU, where one is lent)")
+    ap.add_argument("--eager-step", action="store_true", help="also: the scripted decode step over the eager one")
     args = ap.parse_args(argv)
     import torch
 
@@ -207,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                 row = bench_pair(bundle, reply, batch, args.repeats)
                 print(json.dumps(row), flush=True)
                 results.append(row)
+                if args.eager_step:
+                    print(json.dumps(scripted_over_eager(bundle, reply, batch, max(args.repeats, 3))), flush=True)
     hist = history_ratio(models["tiny"], max(args.repeats, 3))
     print(json.dumps(hist), flush=True)
     summary = {}

@@ -206,6 +206,69 @@ def test_a_decode_step_gives_the_logits_of_hf_cached_forward_to_the_bit(tiny):
             assert torch.equal(hf, ours), i
 
 
+@pytest.mark.parametrize("name", ["tiny", "debug"])
+@pytest.mark.parametrize("ragged", [True, False])
+def test_the_scripted_decode_step_equals_the_eager_one(name, ragged, tiny, debug_bundle):
+    """The TorchScript step runs the eager forward's ops in the same order: the same floats, with
+    rows of equal and of different lengths (the additive mask) and across a growth of the cache."""
+    m = (tiny if name == "tiny" else debug_bundle).model
+    eager, scripted = LlamaDecoder(m, rows=8, length=8, script=False), LlamaDecoder(m, rows=8, length=8)
+    assert eager._step_weights is None and scripted._step_weights is not None
+    g = torch.Generator().manual_seed(0)
+    rows = [(s, torch.randint(0, m.config.vocab_size, (20 + 3 * s * ragged,), generator=g).tolist(), 0)
+            for s in range(8)]
+    eager.prefill_rows(rows), scripted.prefill_rows(rows)
+    lengths = torch.tensor([len(ids) for _, ids, _ in rows])
+    tokens = torch.randint(0, m.config.vocab_size, (8,), generator=g)
+    for step in range(60):  # past 64 positions: both caches grow
+        a, b = eager.decode(tokens, lengths), scripted.decode(tokens, lengths)
+        assert torch.equal(a, b), step
+        tokens, lengths = eager.logits(a).argmax(-1), lengths + 1
+    assert scripted.capacity > 64
+
+
+def test_a_torch_without_torchscript_decodes_eagerly(tiny, monkeypatch):
+    """TorchScript is deprecated: where it is gone or fails, the eager step runs, with the same values."""
+    from anygpt.generate import decoder
+
+    def gone(fn):
+        raise RuntimeError("no TorchScript here")
+
+    m, ids = tiny.model, list(range(5, 40))
+    expected = LlamaDecoder(m, rows=1, length=8)
+    expected.prefill(0, ids, 0)
+    want = expected.decode(torch.tensor([9]), torch.tensor([len(ids)]))
+    monkeypatch.setattr(torch.jit, "script", gone)
+    decoder._scripted_step.cache_clear()
+    try:
+        dec = LlamaDecoder(m, rows=1, length=8)
+        dec.prefill(0, ids, 0)
+        assert decoder._scripted_step() is None
+        assert torch.equal(dec.decode(torch.tensor([9]), torch.tensor([len(ids)])), want)
+    finally:
+        decoder._scripted_step.cache_clear()
+
+
+def test_a_model_with_biases_decodes_eagerly_and_exactly():
+    """Biases are outside the scripted step: such a model takes the eager forward, still equal to
+    transformers' cached forward to the bit."""
+    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    m = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                     num_attention_heads=4, num_key_value_heads=2, attention_bias=True,
+                                     mlp_bias=True)).eval()
+    dec = LlamaDecoder(m, rows=1, length=8)
+    assert dec._step_weights is None
+    ids, cache = list(range(3, 30)), DynamicCache(config=m.config)
+    with torch.no_grad():
+        m(input_ids=torch.tensor([ids[:20]]), past_key_values=cache, use_cache=True)
+        dec.prefill(0, ids[:20], 0)
+        for i in range(20, 27):
+            hf = m(input_ids=torch.tensor([[ids[i]]]), past_key_values=cache, use_cache=True).logits[0, -1]
+            assert torch.equal(hf, dec.logits(dec.decode(torch.tensor([ids[i]]), torch.tensor([i])))[0]), i
+
+
 def test_rows_prefilled_together_match_one_at_a_time(tiny):
     """Several joining rows go through the linear layers packed; each keeps to its own cache."""
     rows = [(0, list(range(5, 17)), 0), (1, list(range(30, 33)), 0), (2, [7], 0), (3, list(range(40, 80)), 0)]

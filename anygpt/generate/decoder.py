@@ -12,7 +12,9 @@ into its place) without touching the others:
 Two implementations of one interface:
     LlamaDecoder  the forward of any Llama-architecture HF model, written out over the model's own
                   weights and rotary table, on a preallocated cache (one sdpa call per layer for the
-                  whole batch, no per-step allocation of the cache, no HF generation machinery)
+                  whole batch, no per-step allocation of the cache, no HF generation machinery); its
+                  decode step runs as TorchScript (`_decode_step`: the same ATen calls in the same
+                  order, so the same floats, without the interpreter's cost per call)
     HFDecoder     any other HF causal LM through its own forward, one DynamicCache per row (correct
                   everywhere, batched only in the processors)
 Both give float32 logits of the last position, as `model.generate` does; the output layer is split
@@ -22,8 +24,10 @@ off (`logits`) so that the engine computes only the columns the span constraint 
 from __future__ import annotations
 
 import copy
+import functools
+import warnings
 from dataclasses import dataclass
-from typing import Protocol
+from typing import List, Optional, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -90,7 +94,7 @@ class LlamaDecoder:
         return (getattr(cfg, "model_type", None) == "llama" and getattr(cfg, "pretraining_tp", 1) == 1
                 and hasattr(model, "model") and hasattr(model.model, "rotary_emb"))
 
-    def __init__(self, model, *, rows: int = 8, length: int = 512):
+    def __init__(self, model, *, rows: int = 8, length: int = 512, script: bool = True):
         cfg = model.config
         base = model.model
         self.device = model.device
@@ -120,6 +124,14 @@ class LlamaDecoder:
                 _plain(m.act_fn)))
         self.norm = (base.norm.weight, base.norm.variance_epsilon)
         self.lm_head = (model.lm_head.weight, model.lm_head.bias)
+        # the scripted decode step's weights: fused projections without biases, SiLU (else eager)
+        plain = all(L.qkv is not None and L.gate_up is not None and L.qkv[1] is None and L.o[1] is None
+                    and L.gate_up[1] is None and L.down[1] is None and L.act is F.silu for L in self.layers)
+        self._step_weights = None if not (script and plain) else (
+            [L.w_in for L in self.layers], [float(L.eps_in) for L in self.layers], [L.qkv[0] for L in self.layers],
+            [L.o[0] for L in self.layers], [L.w_post for L in self.layers],
+            [float(L.eps_post) for L in self.layers], [L.gate_up[0] for L in self.layers],
+            [L.down[0] for L in self.layers], self.norm[0], float(self.norm[1]))
         self.rotary = base.rotary_emb
         self._heads: dict[int, tuple] = {}  # id(columns) -> (columns, output-layer rows, bias)
         self.rows, self.capacity = 0, 0
@@ -232,6 +244,13 @@ class LlamaDecoder:
         lo, hi = int(lo), int(hi)
         self.reserve(b, hi + 1)
         lengths = lengths.to(self.device)
+        step = _scripted_step() if self._step_weights is not None else None
+        if step is not None:
+            with torch.jit.optimized_execution(False):  # no fusion passes: the ops as written
+                return step(
+                    tokens.to(self.device), lengths, lo != hi, hi, self._slots, self._positions, self.embed,
+                    self.cos, self.sin, self.perm, self.kv, self.kv_t, *self._step_weights,
+                    self.heads, self.kv_heads, self.head_dim, self.inner, float(self.scaling))
         where = (self._slots[:b], lengths)  # row r writes at lengths[r] ...
         mask = None  # ... and sees positions <= lengths[r]: every cached one when the lengths are equal
         if lo != hi:  # as an additive mask: what sdpa makes of a boolean one in every layer
@@ -329,6 +348,58 @@ def _plain(act):
 def _halves(kv: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 2 * heads, T, D) -> keys, values (B, heads, T, D): two slices (Tensor.split goes through Python)."""
     return kv[:, :heads], kv[:, heads:]
+
+
+def _decode_step(tokens: torch.Tensor, lengths: torch.Tensor, ragged: bool, hi: int, slots: torch.Tensor,
+                 positions: torch.Tensor, embed: torch.Tensor, cos_table: torch.Tensor, sin_table: torch.Tensor,
+                 perm: torch.Tensor, kv: List[torch.Tensor], kv_t: List[torch.Tensor], w_in: List[torch.Tensor],
+                 eps_in: List[float], qkv_w: List[torch.Tensor], o_w: List[torch.Tensor], w_post: List[torch.Tensor],
+                 eps_post: List[float], gate_up_w: List[torch.Tensor], down_w: List[torch.Tensor],
+                 norm_w: torch.Tensor, norm_eps: float, heads: int, kv_heads: int, head_dim: int, inner: int,
+                 scaling: float) -> torch.Tensor:
+    """LlamaDecoder.decode's forward (fused projections, no biases, SiLU) with its ops in the same
+    order and shapes as `LlamaDecoder._forward` and its `attend`, for TorchScript: one token per
+    row at positions `lengths`; `ragged`: the rows' lengths differ (an additive mask), hi: the
+    longest. Returns the (B, C) output states."""
+    b = tokens.shape[0]
+    split = (heads + kv_heads) * head_dim
+    mask: Optional[torch.Tensor] = None
+    if ragged:
+        seen = positions[: hi + 1][None, :] <= lengths[:, None]
+        mask = torch.zeros(seen.shape, dtype=embed.dtype, device=embed.device).masked_fill_(~seen, float("-inf"))
+        mask = mask[:, None, None, :]
+    where: List[Optional[torch.Tensor]] = [slots[:b], lengths]
+    h = F.embedding(tokens, embed)
+    cos, sin = cos_table[lengths][:, None], sin_table[lengths][:, None]
+    for i in range(len(w_in)):
+        y = _rms_norm(h, w_in[i], eps_in[i])
+        qkv = F.linear(y, qkv_w[i])
+        qk = qkv[:, :split].view(-1, heads + kv_heads, head_dim)
+        torch.add(qk * cos, qk.index_select(-1, perm) * sin, out=qk)
+        kv_t[i].index_put_(where, qkv[:, heads * head_dim:].view(-1, 2 * kv_heads, head_dim))
+        cached = kv[i][:b, :, : hi + 1]
+        o = F.scaled_dot_product_attention(qk[:, :heads][:, :, None], cached[:, :kv_heads], cached[:, kv_heads:],
+                                           attn_mask=mask, scale=scaling, enable_gqa=heads != kv_heads).view(b, -1)
+        h = h + F.linear(o, o_w[i])
+        y = _rms_norm(h, w_post[i], eps_post[i])
+        gu = F.linear(y, gate_up_w[i])
+        h = h + F.linear(F.silu(gu[:, :inner]) * gu[:, inner:], down_w[i])
+    return _rms_norm(h, norm_w, norm_eps)
+
+
+@functools.cache
+def _scripted_step():
+    """`_decode_step` compiled once per process, on first use (about 0.03 s), or None where this
+    torch cannot (TorchScript is deprecated; the eager step then runs, with the same values)."""
+    script = getattr(torch.jit, "script", None)
+    if script is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # ours to handle: the fallback below
+        try:
+            return script(_decode_step)
+        except Exception:  # any failure to compile leaves the eager step, which needs nothing
+            return None
 
 
 def _rms_norm(h: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
