@@ -2,7 +2,7 @@
 # Rebuild AnyGPT-tiny, the embedded default, from nothing: the codecs (scripts/train_codecs.sh), the
 # worlds to learn from, their records and token shards, the untrained bundle, pretraining, instruction
 # tuning, its continuation on speech and more music, then on speech recognition and music captioning,
-# then settled at half the lr, and the shipped bundle in anygpt/bundles/tiny/.
+# then settled at half the lr, then a second pass on speech, and the shipped bundle in anygpt/bundles/tiny/.
 # Every step resumes where it stopped: rerun the same command after an interruption.
 # Usage: bash scripts/train_tiny.sh [RUNS_DIR]
 set -euo pipefail
@@ -56,7 +56,9 @@ anygpt train --recipe tiny-speech --set bundle="$RUNS/extend/bundle" --data "$RU
   --out "$RUNS/speech"
 anygpt train --recipe tiny-settle --set bundle="$RUNS/speech/bundle" --data "$RUNS/records/tiny_settle.toml" \
   --out "$RUNS/settle"
-python -c "from anygpt.bundles.tiny_init import ship; print('shipped', ship('$RUNS/settle/bundle'))"
+anygpt train --recipe tiny-speech2 --set bundle="$RUNS/settle/bundle" --data "$RUNS/records/tiny_speech2.toml" \
+  --out "$RUNS/speech2"
+python -c "from anygpt.bundles.tiny_init import ship; print('shipped', ship('$RUNS/speech2/bundle'))"
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then  # in a clone: compare with the committed bundle
   if git diff --quiet -- anygpt/bundles/tiny; then echo "the rebuilt bundle is byte-identical to the committed one"
   else git diff --stat -- anygpt/bundles/tiny; fi
