@@ -49,6 +49,8 @@ def test_eval_all_json(world, tmp_path, capsys):
     assert code == 0, err
     figures = json.loads(printed)
     assert list(figures) == list(TASKS)
+    codes = figures["tts"]["codes"]  # the generated codes against the recordings' own
+    assert set(codes) == {"edit", "edit_short", "edit_long", "split_codes"} and codes["edit"] >= 0.0
     for task, keys in MODEL_KEYS.items():
         f = figures[task]
         _check_figures(f, keys)
@@ -99,6 +101,18 @@ def test_conditioning_is_the_gap_on_the_tasks_items(world, debug_bundle):
     assert evaluate(debug_bundle, world, ["music_caption"], limit=1)["music_caption"]["conditioning"] is None
 
 
+def test_code_edit_counts_edits_per_reference_code_by_length():
+    import torch
+
+    from anygpt.eval.tasks import code_edit
+
+    replies = [torch.tensor([[1, 2, 3, 4]]), None, torch.tensor([[5, 6, 9]])]
+    references = [torch.tensor([[1, 2, 3, 5]]), torch.tensor([[7, 8]]), torch.tensor([[5, 6]])]
+    e = code_edit(replies, references)  # 1 substituted; 2 dropped (malformed); 1 added
+    assert e == {"edit": 4 / 8, "edit_short": 3 / 4, "edit_long": 1 / 4, "split_codes": 2.0}
+    assert code_edit(references, references)["edit"] == 0.0
+
+
 def test_table_without_json(world, capsys):
     assert main(["eval", "asr", "--bundle", "debug", "--limit", "1", "--world", str(world)]) == 0
     printed = capsys.readouterr().out
@@ -109,6 +123,8 @@ def test_table_without_json(world, capsys):
     assert "conditioning gap" not in capsys.readouterr().out
     assert main(["eval", "asr", "--bundle", "debug", "--limit", "1", "--world", str(world), "--no-offworld"]) == 0
     assert "off-world" not in capsys.readouterr().out
+    assert main(["eval", "tts", "--bundle", "debug", "--limit", "2", "--world", str(world)]) == 0
+    assert "code edit rate" in capsys.readouterr().out
 
 
 def test_malformed_replies_are_scored_wrong(world, debug_bundle, monkeypatch):
@@ -122,6 +138,7 @@ def test_malformed_replies_are_scored_wrong(world, debug_bundle, monkeypatch):
     assert figures["t2i"]["attr_acc"] == 0.0 and figures["t2i"]["clip_score"] == 0.0
     assert figures["asr"]["wer"] == 1.0  # every word deleted
     assert figures["tts"]["wer"] == 1.0 and figures["tts"]["sim"] == 0.0
+    assert figures["tts"]["codes"]["edit"] == 1.0  # every code of the recordings dropped
     assert figures["music_caption"]["attr_acc"] == 0.0 and figures["music_caption"]["clap_score"] == 0.0
     assert figures["t2m"]["attr_acc"] == 0.0 and figures["t2m"]["clap_score"] == 0.0
     assert figures["caption"]["ground_truth"]["attr_acc"] >= 0.9  # the real data is still judged

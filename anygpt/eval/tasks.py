@@ -130,6 +130,7 @@ class Generated:
     text: str  # the reply's text ("" when it has none)
     media: Any  # a media reply: PIL image or float32 waveform at the codec's rate; None if malformed
     malformed: bool
+    codes: Any = None  # a media reply's codes (K, T) as generated; None for text or a malformed reply
 
 
 def generate(bundle, task: str, value, *, seed: int, voice: np.ndarray | None = None) -> Generated:
@@ -144,7 +145,7 @@ def generate(bundle, task: str, value, *, seed: int, voice: np.ndarray | None = 
         return Generated(text, None, not text)
     segment = next((s for s in reply.segments if s.modality == spec.output), None)
     decoded = None if segment is None else chat.decode_segment(bundle, segment, voice=voice, seed=seed)
-    return Generated("", decoded, decoded is None)
+    return Generated("", decoded, decoded is None, None if decoded is None else segment.codes)
 
 
 @dataclass
@@ -305,6 +306,26 @@ def voice_partner(items: list[dict], index: int) -> int:
     return index
 
 
+def code_edit(replies: list, references: list) -> dict:
+    """How far generated codes are from the recording's own: edit operations (substituted, dropped
+    and added codes of the first code layer) per reference code over all items, and over the shorter
+    and the longer half of the references (`split_codes`: the median length). A malformed reply (None)
+    drops every code. Wrong words show here before the codec renders them, and by sentence length."""
+    def words(codes) -> str:
+        return "" if codes is None else " ".join(map(str, (codes[0] if codes.dim() > 1 else codes).tolist()))
+
+    hyps, refs = [words(c) for c in replies], [words(c) for c in references]
+    lengths = [len(r.split()) for r in refs]
+    split = float(np.median(lengths))
+
+    def rate(index: list[int]) -> float | None:
+        return speech.wer([hyps[i] for i in index], [refs[i] for i in index]) if index else None
+
+    everything = list(range(len(refs)))
+    return {"edit": rate(everything), "edit_short": rate([i for i in everything if lengths[i] <= split]),
+            "edit_long": rate([i for i in everything if lengths[i] > split]), "split_codes": split}
+
+
 def eval_tts(run: Run, task: EvalTask) -> Scored:
 
     everything = run.items(task, whole=True)  # voice prompts come from the whole test split
@@ -332,9 +353,10 @@ def eval_tts(run: Run, task: EvalTask) -> Scored:
         raise AnyGPTError(f"{run.world}: test speech at several sample rates {sorted(truth_rates)}")
     references = [chat.encode_media(run.bundle, "speech", (it["waveform"], it["sample_rate"])) for it in items] \
         if run.conditioning else []
+    extra = {"codes": code_edit([g.codes for g in replies], [r.codes for r in references])} if references else {}
     return Scored({**figures([g.media for g in replies], rate),
                    "ground_truth": figures([it["waveform"] for it in items], truth_rates.pop()),
-                   "voice_prompt_self": sum(j == i for i, j in enumerate(partners))},
+                   "voice_prompt_self": sum(j == i for i, j in enumerate(partners)), **extra},
                   items, replies, (refs, references))
 
 

@@ -7,7 +7,9 @@
 Beside each task's figures: its conditioning gap (anygpt.eval.conditioning), the NLL per token of
 the references after the items' own inputs and after other items' inputs; and for caption, t2i and
 asr the same figures on the off-world set (anygpt.eval.offworld: pictures, speech and prompts the
-world generator did not make), under "offworld".
+world generator did not make), under "offworld". With the conditioning gap, tts also reports how far
+its generated codes are from the recordings' own (`codes`: an edit rate, over the shorter and the
+longer half of the sentences too; anygpt.eval.tasks.code_edit).
 
 One subcommand per record of anygpt.eval.tasks.TASKS, with its help line; `all` runs every record,
 and the table prints each record's metrics. This module is imported to build the CLI: `run` imports
@@ -114,4 +116,9 @@ def table(summary: dict) -> str:
             lines.append(f"{'':14s} {'conditioning gap':24s} {_cell(c['gap']):>9s} {'-':>13s}   "
                          f"matched={_cell(c['matched'])} mismatched={_cell(c['mismatched'])} "
                          f"matched_better={_cell(c['matched_better'])}")
+        if "codes" in figures:  # tts: the generated codes against the recording's own
+            e = figures["codes"]
+            lines.append(f"{'':14s} {'code edit rate':24s} {_cell(e['edit']):>9s} {'-':>13s}   "
+                         f"short={_cell(e['edit_short'])} long={_cell(e['edit_long'])} "
+                         f"(split at {e['split_codes']:g} codes)")
     return "\n".join(lines)
