@@ -46,19 +46,12 @@ tokenize "$RUNS/records-big" image_pairs
 tokenize "$RUNS/records-big" speech_pairs
 tokenize "$RUNS/records-music" music_pairs
 cp anygpt/train/recipes/tiny-mixtures/*.toml "$RUNS/records/"
-anygpt train --recipe tiny-pretrain --set bundle="$RUNS/init" --data "$RUNS/records/tiny_pretrain.toml" \
-  --out "$RUNS/pretrain"
-anygpt train --recipe tiny-instruct --set bundle="$RUNS/pretrain/bundle" --data "$RUNS/records/tiny_instruct.toml" \
-  --out "$RUNS/instruct"
-anygpt train --recipe tiny-extend --set bundle="$RUNS/instruct/bundle" --data "$RUNS/records/tiny_extend.toml" \
-  --out "$RUNS/extend"
-anygpt train --recipe tiny-speech --set bundle="$RUNS/extend/bundle" --data "$RUNS/records/tiny_speech.toml" \
-  --out "$RUNS/speech"
-anygpt train --recipe tiny-settle --set bundle="$RUNS/speech/bundle" --data "$RUNS/records/tiny_settle.toml" \
-  --out "$RUNS/settle"
-anygpt train --recipe tiny-speech2 --set bundle="$RUNS/settle/bundle" --data "$RUNS/records/tiny_speech2.toml" \
-  --out "$RUNS/speech2"
-python -c "from anygpt.bundles.tiny_init import ship; print('shipped', ship('$RUNS/speech2/bundle'))"
+bundle="$RUNS/init"
+for stage in pretrain instruct extend speech settle speech2; do  # recipe tiny-STAGE, mixture tiny_STAGE.toml
+  anygpt train --recipe "tiny-$stage" --set bundle="$bundle" --data "$RUNS/records/tiny_$stage.toml" --out "$RUNS/$stage"
+  bundle="$RUNS/$stage/bundle"
+done
+python -c "from anygpt.bundles.tiny_init import ship; print('shipped', ship('$bundle'))"
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then  # in a clone: compare with the committed bundle
   if git diff --quiet -- anygpt/bundles/tiny; then echo "the rebuilt bundle is byte-identical to the committed one"
   else git diff --stat -- anygpt/bundles/tiny; fi
