@@ -108,7 +108,9 @@ class LlamaDecoder:
         half = self.head_dim // 2  # rotate_half as a gather: x[perm] is (x[half:], x[:half])
         self.perm = torch.cat([torch.arange(half, self.head_dim), torch.arange(half)]).to(self.device)
         # q/k/v and gate/up as one matrix each (fewer, wider matmuls: what small models need on a
-        # CPU); a copy of the layer weights, so only below FUSE_MAX_BYTES
+        # CPU); a copy of the layer weights, so only below FUSE_MAX_BYTES, and only without biases:
+        # a wider matmul gives each column the same value, but with a bias some CPUs' kernels
+        # (AVX-512 EPYC) add it differently, off by an ulp from transformers' separate projections
         layer_bytes = sum(p.numel() * p.element_size() for p in base.layers.parameters())
         fuse = layer_bytes <= FUSE_MAX_BYTES
         self.layers = []
@@ -125,8 +127,8 @@ class LlamaDecoder:
         self.norm = (base.norm.weight, base.norm.variance_epsilon)
         self.lm_head = (model.lm_head.weight, model.lm_head.bias)
         # the scripted decode step's weights: fused projections without biases, SiLU (else eager)
-        plain = all(L.qkv is not None and L.gate_up is not None and L.qkv[1] is None and L.o[1] is None
-                    and L.gate_up[1] is None and L.down[1] is None and L.act is F.silu for L in self.layers)
+        plain = all(L.qkv is not None and L.gate_up is not None and L.o[1] is None and L.down[1] is None
+                    and L.act is F.silu for L in self.layers)
         self._step_weights = None if not (script and plain) else (
             [L.w_in for L in self.layers], [float(L.eps_in) for L in self.layers], [L.qkv[0] for L in self.layers],
             [L.o[0] for L in self.layers], [L.w_post for L in self.layers],
@@ -308,8 +310,9 @@ class LlamaDecoder:
             if hit is None or hit[0] is not columns:  # its id is not reused while the entry lives
                 if len(self._heads) >= HEAD_CACHE:
                     self._heads.pop(next(iter(self._heads)))
-                index = columns.to(w.device)
-                hit = self._heads[id(columns)] = (columns, w[index], None if b is None else b[index])
+                index = columns.to(w.device)  # index_select: a few times faster than w[index]
+                hit = self._heads[id(columns)] = (columns, w.index_select(0, index),
+                                                  None if b is None else b.index_select(0, index))
             _, w, b = hit
         return F.linear(states, w, b).float()
 
@@ -332,9 +335,11 @@ class _Layer:
     act: object
 
 
-def _join(linears) -> tuple:
-    bias = None if linears[0].bias is None else torch.cat([m.bias for m in linears]).detach()
-    return torch.cat([m.weight for m in linears]).detach(), bias
+def _join(linears) -> tuple | None:
+    """(weight, None) of linears stacked, or None where they have biases (kept separate)."""
+    if any(m.bias is not None for m in linears):
+        return None
+    return torch.cat([m.weight for m in linears]).detach(), None
 
 
 def _plain(act):

@@ -10,7 +10,8 @@ Generation runs in phases on the decoding engine (kvengine.py) with the processo
 The key/value cache crosses phases and chat turns: each engine phase starts from the cache the row
 ended its previous engine phase with (`GenerationRequest.prefix` for a chat history), so only new
 tokens are computed. Beam phases start from that cache too: our beam search on the Llama decoder
-(beams.py; transformers' ids), or `model.generate`'s for beam sampling and other models.
+(beams.py; transformers' ids), or `model.generate`'s beam search for other models. Beam sampling
+alone computes its prompt again (see `_hf_beam_phase`).
 Ids are those of the former path (every phase a `model.generate` call) for the same settings and
 seed: a cohort samples as `generate` samples its batch. The engine sees only token ids.
 """
@@ -254,14 +255,18 @@ def run_beam_phase(model, rows: list[Row], decoding: DecodingConfig, eos: list[i
 
 def _hf_beam_phase(model, rows: list[Row], decoding: DecodingConfig, eos: list[int], pad_id: int,
                    input_ids: torch.Tensor, mask: torch.Tensor, budget: int, processors: list) -> list[list[int]]:
-    """`model.generate`'s beam search over the left-padded rows: the new ids of each."""
+    """`model.generate`'s beam search over the left-padded rows: the new ids of each. A beam search
+    starts from the rows' kept caches; beam sampling computes the prompt itself, as the former path
+    did: it draws from all beams' tokens at once, where a cache kept from decode steps (its last bit
+    differs from a prefill's on some CPUs) can move a draw across a boundary (seen with the random
+    debug model's flat distributions on an AVX-512 EPYC)."""
     from transformers import GenerationConfig, LogitsProcessorList
 
     device = model.device
     width = input_ids.shape[1]
     config = GenerationConfig(max_new_tokens=budget, eos_token_id=eos, pad_token_id=pad_id,
                               use_cache=True, **beam_settings(decoding))
-    past = _beam_cache(model, rows, width, decoding.text.num_beams)
+    past = None if decoding.text.do_sample else _beam_cache(model, rows, width, decoding.text.num_beams)
     with torch.no_grad():
         out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                              generation_config=config, logits_processor=LogitsProcessorList(processors),

@@ -123,6 +123,7 @@ class Engine:
         self._text_masks_by_id: list = []  # id -> (V,) allowed tokens in text
         self._bits = None if self.constraint is None else 1 << torch.arange(len(layout.names))  # (M,)
         self._allowed: dict[tuple, tuple] = {}  # the rows' constraint keys -> (columns, banned)
+        self._row_masks: dict[int, torch.Tensor] = {}  # one row's key -> (V,) its allowed tokens
         self._columns: dict[bytes, torch.Tensor] = {}  # column sets met so far, one tensor each
         self._plan: deque[tuple] = deque()  # the rows' constraint keys of the next steps
         boundary = self.tracker.boundary
@@ -228,13 +229,12 @@ class Engine:
         if hit is None:
             if len(self._allowed) >= ALLOWED_CACHE:
                 self._allowed.pop(next(iter(self._allowed)))
-            hit = self._allowed[keys] = self._columns_and_banned()
+            hit = self._allowed[keys] = self._columns_and_banned(keys)
         return hit
 
-    def _columns_and_banned(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """`_allowed_tokens` for the rows' current states, from the constraint's (B, V) masks."""
-        text = torch.stack([self._text_masks_by_id[i] for i in self.text_id.tolist()])  # (B, V)
-        allowed = self.constraint.allowed(self.state, self.remaining, text)  # (B, V)
+    def _columns_and_banned(self, keys: tuple) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """`_allowed_tokens` for rows with these keys, from each key's (V,) allowed tokens."""
+        allowed = torch.stack([self._row_allowed(k) for k in keys])  # (B, V)
         union = allowed.any(dim=0)
         columns = None
         if int(union.sum()) <= COLUMNS_FRACTION * self.vocab:
@@ -246,6 +246,22 @@ class Engine:
             columns = self._columns.setdefault(columns.numpy().tobytes(), columns)
             allowed = allowed[:, columns]
         return columns, None if bool(allowed.all()) else ~allowed
+
+    def _row_allowed(self, key: int) -> torch.Tensor:
+        """(V,) the tokens a row with this key may produce: what `SpanConstraint.allowed` gives its
+        state (in a span, the state's mask; in text, the row's text mask less the starts of spans
+        that no longer fit its budget), kept per key."""
+        mask = self._row_masks.get(key)
+        if mask is None:
+            c = self.constraint
+            if key > 0:
+                mask = c.masks[key]
+            else:
+                text_id, late = divmod(-1 - key, 1 << len(self._bits))
+                mask = self._text_masks_by_id[text_id].clone()
+                mask[c.start_ids[(late & self._bits) != 0]] = False
+            self._row_masks[key] = mask
+        return mask
 
     def _plan_keys(self, steps: int) -> deque[tuple]:
         """The rows' keys (see `_allowed_tokens`) for the next `steps` steps, supposing that no row
