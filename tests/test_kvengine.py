@@ -4,6 +4,7 @@ their new tokens."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from anygpt.chat import ChatSession
 from anygpt.generate.config import PRESETS
@@ -320,3 +321,35 @@ def test_planned_constraint_keys_follow_the_rows_state(tiny):
     music = handles[2].ids
     assert len(music) == 61 and music[-1] == b.layout["music"].end_id  # a span closed by the budget
     assert b.layout["speech"].start_id in handles[4].ids  # a text row opened (and closed) a span
+
+
+def test_decoders_of_one_model_share_its_prepared_weights_until_they_change():
+    """The joined projections and the gathered output rows are made once per model (a generate call
+    builds its own decoder and column tensors); a change to the weights in place makes them again."""
+    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    m = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                     num_attention_heads=4, num_key_value_heads=2)).eval()
+    a, b = LlamaDecoder(m, rows=1, length=8), LlamaDecoder(m, rows=1, length=8)
+    assert a.layers[0].qkv[0] is b.layers[0].qkv[0] and a.current()
+    states = torch.randn(2, 64)
+    cols_a, cols_b = torch.tensor([3, 9, 40]), torch.tensor([3, 9, 40])  # equal sets, two tensors
+    assert torch.equal(a.logits(states, cols_a), b.logits(states, cols_b))
+    assert a._heads[id(cols_a)][1] is b._heads[id(cols_b)][1]  # gathered once
+    assert torch.equal(a.logits(states, cols_a), F.linear(states, m.lm_head.weight[cols_a]))
+
+    with torch.no_grad():
+        m.model.layers[1].mlp.up_proj.weight.mul_(1.5)
+        m.lm_head.weight.add_(0.01)
+    assert not a.current()
+    c = LlamaDecoder(m, rows=1, length=8)
+    assert c.current() and c.layers[0].qkv[0] is not a.layers[0].qkv[0]
+    assert torch.equal(c.logits(states, torch.tensor([3, 9, 40])), F.linear(states, m.lm_head.weight[cols_a]))
+    ids, cache = list(range(3, 20)), DynamicCache(config=m.config)
+    with torch.no_grad():
+        m(input_ids=torch.tensor([ids[:12]]), past_key_values=cache, use_cache=True)
+        c.prefill(0, ids[:12], 0)
+        for i in range(12, 17):
+            hf = m(input_ids=torch.tensor([[ids[i]]]), past_key_values=cache, use_cache=True).logits[0, -1]
+            assert torch.equal(hf, c.logits(c.decode(torch.tensor([ids[i]]), torch.tensor([i])))[0]), i

@@ -38,9 +38,10 @@ def supports(model, *, do_sample: bool, repetition_penalty: float) -> bool:
 
 
 def beam_decoder(model) -> LlamaDecoder:
-    """One decoder per model for beam phases, kept (its cache memory is reused between phases)."""
+    """One decoder per model for beam phases, kept (its cache memory is reused between phases)
+    while the model's weights stay the same."""
     decoder = _decoders.get(model)
-    if decoder is None:
+    if decoder is None or not decoder.current():
         decoder = _decoders[model] = LlamaDecoder(model, rows=1, length=64)
     return decoder
 

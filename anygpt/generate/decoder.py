@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import functools
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import List, Optional, Protocol
 
@@ -75,6 +76,70 @@ FUSE_MAX_BYTES = 1 << 30  # fuse the projections of models whose layers take at 
 HEAD_CACHE = 32  # column sets of the output layer kept gathered (text, each codebook, ends...)
 
 
+HEAD_CACHE_BYTES = 64 << 20  # gathered output-layer rows kept per model, across its decoders
+
+
+class _Prepared:
+    """What a Llama's decoders run besides the model's own tensors, made once per model and shared
+    while its parameters stay the same (`version`): q/k/v and gate/up joined into one matrix each
+    (fewer, wider matmuls: what small models need on a CPU; a copy of the layer weights, so only
+    below FUSE_MAX_BYTES, and only without biases: a wider matmul gives each column the same value,
+    but with a bias some CPUs' kernels (AVX-512 EPYC) add it differently, off by an ulp from
+    transformers' separate projections), and the output layer's rows of each column set met."""
+
+    def __init__(self, model, version: tuple):
+        self.version = version
+        layers = model.model.layers
+        fuse = sum(p.numel() * p.element_size() for p in layers.parameters()) <= FUSE_MAX_BYTES
+        self.layers = []
+        for layer in layers:
+            a, m = layer.self_attn, layer.mlp
+            qkv = _join([a.q_proj, a.k_proj, a.v_proj]) if fuse else None
+            gate_up = _join([m.gate_proj, m.up_proj]) if fuse else None
+            self.layers.append(_Layer(
+                layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon,
+                a.q_proj, a.k_proj, a.v_proj, qkv, (a.o_proj.weight, a.o_proj.bias),
+                layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon,
+                m.gate_proj, m.up_proj, gate_up, (m.down_proj.weight, m.down_proj.bias),
+                _plain(m.act_fn)))
+        self.heads: dict[bytes, tuple] = {}  # column ids -> (weight rows, bias rows), oldest first
+        self.held = 0  # bytes in `heads`
+
+    def head_rows(self, columns: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> tuple:
+        """The output layer's rows (and bias) of the token ids `columns`, gathered once per set while
+        they fit in HEAD_CACHE_BYTES (a generate call makes its own column tensors: keyed by value)."""
+        key = columns.cpu().numpy().tobytes()
+        rows = self.heads.get(key)
+        if rows is None:
+            index = columns.to(w.device)  # index_select: a few times faster than w[index]
+            rows = (w.index_select(0, index), None if b is None else b.index_select(0, index))
+            size = rows[0].numel() * rows[0].element_size()
+            if size <= HEAD_CACHE_BYTES:
+                while self.held + size > HEAD_CACHE_BYTES:
+                    old = self.heads.pop(next(iter(self.heads)))[0]
+                    self.held -= old.numel() * old.element_size()
+                self.heads[key] = rows
+                self.held += size
+        return rows
+
+
+_PREPARED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> _Prepared
+
+
+def _version(model) -> tuple:
+    """Changes when a parameter is replaced or changed in place (torch counts in-place writes;
+    a tensor made in inference mode has no count, and only its storage is compared)."""
+    return tuple((p.data_ptr(), -1 if p.is_inference() else p._version) for p in model.parameters())
+
+
+def _prepared(model) -> _Prepared:
+    version = _version(model)
+    hit = _PREPARED.get(model)
+    if hit is None or hit.version != version:
+        hit = _PREPARED[model] = _Prepared(model, version)
+    return hit
+
+
 def make_decoder(model, *, rows: int = 8, length: int = 512) -> Decoder:
     """The fast decoder when the model is a Llama, else the generic one."""
     if LlamaDecoder.supports(model):
@@ -107,23 +172,9 @@ class LlamaDecoder:
         self.inner = cfg.intermediate_size
         half = self.head_dim // 2  # rotate_half as a gather: x[perm] is (x[half:], x[:half])
         self.perm = torch.cat([torch.arange(half, self.head_dim), torch.arange(half)]).to(self.device)
-        # q/k/v and gate/up as one matrix each (fewer, wider matmuls: what small models need on a
-        # CPU); a copy of the layer weights, so only below FUSE_MAX_BYTES, and only without biases:
-        # a wider matmul gives each column the same value, but with a bias some CPUs' kernels
-        # (AVX-512 EPYC) add it differently, off by an ulp from transformers' separate projections
-        layer_bytes = sum(p.numel() * p.element_size() for p in base.layers.parameters())
-        fuse = layer_bytes <= FUSE_MAX_BYTES
-        self.layers = []
-        for layer in base.layers:
-            a, m = layer.self_attn, layer.mlp
-            qkv = _join([a.q_proj, a.k_proj, a.v_proj]) if fuse else None
-            gate_up = _join([m.gate_proj, m.up_proj]) if fuse else None
-            self.layers.append(_Layer(
-                layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon,
-                a.q_proj, a.k_proj, a.v_proj, qkv, (a.o_proj.weight, a.o_proj.bias),
-                layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon,
-                m.gate_proj, m.up_proj, gate_up, (m.down_proj.weight, m.down_proj.bias),
-                _plain(m.act_fn)))
+        self._model = weakref.ref(model)
+        self._weights = _prepared(model)  # fused projections, gathered output rows: shared per model
+        self.layers = self._weights.layers
         self.norm = (base.norm.weight, base.norm.variance_epsilon)
         self.lm_head = (model.lm_head.weight, model.lm_head.bias)
         # the scripted decode step's weights: fused projections without biases, SiLU (else eager)
@@ -142,6 +193,12 @@ class LlamaDecoder:
         self.cos = self.sin = torch.empty(0)  # (capacity, D) rotary tables; sin's first half negated
         self._positions = self._slots = torch.empty(0, dtype=torch.long)  # arange(capacity), arange(rows)
         self.reserve(rows, length)
+
+    def current(self) -> bool:
+        """Whether the model's parameters are still those this decoder was made with (a training
+        step or a load changes them in place)."""
+        model = self._model()
+        return model is not None and _version(model) == self._weights.version
 
     # --- cache ------------------------------------------------------------------------------------
     def reserve(self, rows: int, length: int) -> None:
@@ -305,14 +362,12 @@ class LlamaDecoder:
     @torch.inference_mode()
     def logits(self, states: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
         w, b = self.lm_head
-        if columns is not None:  # the rows of those tokens, gathered once per column tensor (the
+        if columns is not None:  # the rows of those tokens, looked up once per column tensor (the
             hit = self._heads.get(id(columns))  # engine keeps one per set); the entry holds it, so
             if hit is None or hit[0] is not columns:  # its id is not reused while the entry lives
                 if len(self._heads) >= HEAD_CACHE:
                     self._heads.pop(next(iter(self._heads)))
-                index = columns.to(w.device)  # index_select: a few times faster than w[index]
-                hit = self._heads[id(columns)] = (columns, w.index_select(0, index),
-                                                  None if b is None else b.index_select(0, index))
+                hit = self._heads[id(columns)] = (columns, *self._weights.head_rows(columns, w, b))
             _, w, b = hit
         return F.linear(states, w, b).float()
 
