@@ -257,7 +257,7 @@ def test_a_torch_without_torchscript_decodes_eagerly(tiny, monkeypatch):
 def test_a_model_with_biases_decodes_eagerly_and_exactly():
     """Biases are outside the scripted step: such a model takes the eager forward, still equal to
     transformers' cached forward to the bit."""
-    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     m = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
@@ -265,11 +265,19 @@ def test_a_model_with_biases_decodes_eagerly_and_exactly():
                                      mlp_bias=True)).eval()
     dec = LlamaDecoder(m, rows=1, length=8)
     assert dec._step_weights is None
-    ids, cache = list(range(3, 30)), DynamicCache(config=m.config)
+    assert_decodes_as_hf(m, dec, list(range(3, 30)), prompt=20)
+
+
+def assert_decodes_as_hf(m, dec, ids: list[int], *, prompt: int) -> None:
+    """The decoder prefills ids[:prompt], then decodes the rest one token at a time, with the logits
+    of transformers' cached forward to the bit."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=m.config)
     with torch.no_grad():
-        m(input_ids=torch.tensor([ids[:20]]), past_key_values=cache, use_cache=True)
-        dec.prefill(0, ids[:20], 0)
-        for i in range(20, 27):
+        m(input_ids=torch.tensor([ids[:prompt]]), past_key_values=cache, use_cache=True)
+        dec.prefill(0, ids[:prompt], 0)
+        for i in range(prompt, len(ids)):
             hf = m(input_ids=torch.tensor([[ids[i]]]), past_key_values=cache, use_cache=True).logits[0, -1]
             assert torch.equal(hf, dec.logits(dec.decode(torch.tensor([ids[i]]), torch.tensor([i])))[0]), i
 
@@ -326,7 +334,7 @@ def test_planned_constraint_keys_follow_the_rows_state(tiny):
 def test_decoders_of_one_model_share_its_prepared_weights_until_they_change():
     """The joined projections and the gathered output rows are made once per model (a generate call
     builds its own decoder and column tensors); a change to the weights in place makes them again."""
-    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     m = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -346,10 +354,4 @@ def test_decoders_of_one_model_share_its_prepared_weights_until_they_change():
     c = LlamaDecoder(m, rows=1, length=8)
     assert c.current() and c.layers[0].qkv[0] is not a.layers[0].qkv[0]
     assert torch.equal(c.logits(states, torch.tensor([3, 9, 40])), F.linear(states, m.lm_head.weight[cols_a]))
-    ids, cache = list(range(3, 20)), DynamicCache(config=m.config)
-    with torch.no_grad():
-        m(input_ids=torch.tensor([ids[:12]]), past_key_values=cache, use_cache=True)
-        c.prefill(0, ids[:12], 0)
-        for i in range(12, 17):
-            hf = m(input_ids=torch.tensor([[ids[i]]]), past_key_values=cache, use_cache=True).logits[0, -1]
-            assert torch.equal(hf, c.logits(c.decode(torch.tensor([ids[i]]), torch.tensor([i])))[0]), i
+    assert_decodes_as_hf(m, c, list(range(3, 20)), prompt=12)
