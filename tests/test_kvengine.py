@@ -355,3 +355,24 @@ def test_decoders_of_one_model_share_its_prepared_weights_until_they_change():
     assert c.current() and c.layers[0].qkv[0] is not a.layers[0].qkv[0]
     assert torch.equal(c.logits(states, torch.tensor([3, 9, 40])), F.linear(states, m.lm_head.weight[cols_a]))
     assert_decodes_as_hf(m, c, list(range(3, 20)), prompt=12)
+
+
+def test_gathered_output_rows_stay_within_their_memory_budget(monkeypatch):
+    """The output-layer rows kept per model take at most HEAD_CACHE_BYTES: the oldest set goes first;
+    a set larger than the budget is gathered for its decoder only."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from anygpt.generate import decoder
+
+    m = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                     num_attention_heads=4, num_key_value_heads=2)).eval()
+    monkeypatch.setattr(decoder, "HEAD_CACHE_BYTES", 10 * 64 * 4)  # ten rows of width 64, float32
+    dec = LlamaDecoder(m, rows=1, length=8)
+    kept = dec._weights.heads
+    states = torch.randn(1, 64)
+    for cols in ([1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11]):
+        dec.logits(states, torch.tensor(cols))
+    assert len(kept) == 2 and dec._weights.held == 7 * 64 * 4  # the first set made room
+    big = torch.arange(20, 40)
+    assert torch.equal(dec.logits(states, big), F.linear(states, m.lm_head.weight[big]))
+    assert len(kept) == 2 and dec._weights.held <= 10 * 64 * 4

@@ -115,9 +115,9 @@ class _Prepared:
             rows = (w.index_select(0, index), None if b is None else b.index_select(0, index))
             size = rows[0].numel() * rows[0].element_size()
             if size <= HEAD_CACHE_BYTES:
-                while self.held + size > HEAD_CACHE_BYTES:
-                    old = self.heads.pop(next(iter(self.heads)))[0]
-                    self.held -= old.numel() * old.element_size()
+                while self.heads and self.held + size > HEAD_CACHE_BYTES:  # the oldest set goes
+                    old = self.heads.pop(next(iter(self.heads)), None)  # (None: another thread took it)
+                    self.held -= 0 if old is None else old[0].numel() * old[0].element_size()
                 self.heads[key] = rows
                 self.held += size
         return rows
