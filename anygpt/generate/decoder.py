@@ -85,7 +85,8 @@ class _Prepared:
     (fewer, wider matmuls: what small models need on a CPU; a copy of the layer weights, so only
     below FUSE_MAX_BYTES, and only without biases: a wider matmul gives each column the same value,
     but with a bias some CPUs' kernels (AVX-512 EPYC) add it differently, off by an ulp from
-    transformers' separate projections), and the output layer's rows of each column set met."""
+    transformers' separate projections), the scripted decode step's weight lists, and the output
+    layer's rows of each column set met."""
 
     def __init__(self, model, version: tuple):
         self.version = version
@@ -102,6 +103,14 @@ class _Prepared:
                 layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon,
                 m.gate_proj, m.up_proj, gate_up, (m.down_proj.weight, m.down_proj.bias),
                 _plain(m.act_fn)))
+        # the scripted decode step's weights: fused projections without biases, SiLU (else eager)
+        L, norm = self.layers, model.model.norm
+        plain = all(x.qkv is not None and x.gate_up is not None and x.o[1] is None and x.down[1] is None
+                    and x.act is F.silu for x in L)
+        self.step_weights = None if not plain else (
+            [x.w_in for x in L], [float(x.eps_in) for x in L], [x.qkv[0] for x in L], [x.o[0] for x in L],
+            [x.w_post for x in L], [float(x.eps_post) for x in L], [x.gate_up[0] for x in L],
+            [x.down[0] for x in L], norm.weight, float(norm.variance_epsilon))
         self.heads: dict[bytes, tuple] = {}  # column ids -> (weight rows, bias rows), oldest first
         self.held = 0  # bytes in `heads`
 
@@ -177,14 +186,7 @@ class LlamaDecoder:
         self.layers = self._weights.layers
         self.norm = (base.norm.weight, base.norm.variance_epsilon)
         self.lm_head = (model.lm_head.weight, model.lm_head.bias)
-        # the scripted decode step's weights: fused projections without biases, SiLU (else eager)
-        plain = all(L.qkv is not None and L.gate_up is not None and L.o[1] is None and L.down[1] is None
-                    and L.act is F.silu for L in self.layers)
-        self._step_weights = None if not (script and plain) else (
-            [L.w_in for L in self.layers], [float(L.eps_in) for L in self.layers], [L.qkv[0] for L in self.layers],
-            [L.o[0] for L in self.layers], [L.w_post for L in self.layers],
-            [float(L.eps_post) for L in self.layers], [L.gate_up[0] for L in self.layers],
-            [L.down[0] for L in self.layers], self.norm[0], float(self.norm[1]))
+        self._step_weights = self._weights.step_weights if script else None
         self.rotary = base.rotary_emb
         self._heads: dict[int, tuple] = {}  # id(columns) -> (columns, output-layer rows, bias)
         self.rows, self.capacity = 0, 0
