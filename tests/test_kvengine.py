@@ -315,7 +315,7 @@ def test_planned_constraint_keys_follow_the_rows_state(tiny):
     leaving: the keys planned ahead are always those computed afresh."""
     b = tiny
     # a seed with which the shipped weights' last text row opens a span (checked below)
-    d = PRESETS["paper"].override(max_new_tokens=90, seed=0, text_num_beams=1, text_do_sample=True,
+    d = PRESETS["paper"].override(max_new_tokens=90, seed=4, text_num_beams=1, text_do_sample=True,
                                   max_seconds={"speech": 0.5, "music": 0.3})
     base = b.tokenizer("[Human]: go<eoh>\n[MMGPT]:", add_special_tokens=False)["input_ids"]
     torch.manual_seed(d.seed)

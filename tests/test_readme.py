@@ -113,7 +113,7 @@ def named_commands() -> set[tuple[str, ...]]:
     top = _subcommands(build_parser())
     named = set()
     for snippet in code:
-        for words in re.findall(r"(?:^|[\s/(])anygpt((?: [a-z][a-z0-9-]*){1,2})", snippet, flags=re.M):
+        for words in re.findall(r"(?:^|[\s/(])anygpt((?: [a-z][a-z0-9_-]*){1,2})", snippet, flags=re.M):
             words = tuple(words.split())
             inner = _subcommands(top[words[0]]) if words[0] in top else {}
             named.add(words if inner and len(words) > 1 else words[:1])
