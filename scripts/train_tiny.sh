@@ -3,7 +3,8 @@
 # worlds to learn from, their records and token shards, the untrained bundle, pretraining, instruction
 # tuning, its continuation on speech and more music, then on speech recognition and music captioning,
 # then settled at half the lr, then a second and a third pass on speech, two epochs more at twice
-# the lr, and the shipped bundle in anygpt/bundles/tiny/.
+# the lr, then more music captioning from a fourth world, and the shipped bundle in
+# anygpt/bundles/tiny/.
 # Every step resumes where it stopped: rerun the same command after an interruption.
 # Usage: bash scripts/train_tiny.sh [RUNS_DIR]
 set -euo pipefail
@@ -15,17 +16,20 @@ mkdir -p "$RUNS"
 
 # Music and the conversations come from an 800-item world; images and speech from a larger one with
 # another seed (the evaluation world is n=400 seed 0: a seed-0 picture would be drawn again there);
-# stage 3 adds the music of a 4000-item world of a third seed.
+# stage 3 adds the music of a 4000-item world of a third seed, stage 9 that of an 8000-item one.
 # They are built at low priority beside the codec trainings, which leave a core idle for a while.
 W="$RUNS/world-800"
 WB="$RUNS/world-big"
 WM="$RUNS/world-music"
+WM2="$RUNS/world-music2"
 worlds() {
   [ -f "$W/manifest.json" ] || { rm -rf "$W"; anygpt data world --out "$W" --n 800 --seed 0 --no-progress; }
   anygpt data from-world --world "$W" --out "$RUNS/records" --max-music-seconds 4 --kinds music conversations
   anygpt data from-world --world "$WB" --out "$RUNS/records-big"
   [ -f "$WM/manifest.json" ] || { rm -rf "$WM"; anygpt data world --out "$WM" --n 4000 --seed 2 --kinds music --no-progress; }
   anygpt data from-world --world "$WM" --out "$RUNS/records-music" --max-music-seconds 4 --splits train validation
+  [ -f "$WM2/manifest.json" ] || { rm -rf "$WM2"; anygpt data world --out "$WM2" --n 8000 --seed 3 --kinds music --no-progress; }
+  anygpt data from-world --world "$WM2" --out "$RUNS/records-music2" --max-music-seconds 4 --splits train validation
 }
 trap 'for p in $(jobs -p); do pkill -P "$p"; kill "$p"; done 2>/dev/null || true' EXIT  # on a failure
 # the larger world first: the speech codec learns from it too
@@ -46,9 +50,10 @@ tokenize "$RUNS/records" chats
 tokenize "$RUNS/records-big" image_pairs
 tokenize "$RUNS/records-big" speech_pairs
 tokenize "$RUNS/records-music" music_pairs
+tokenize "$RUNS/records-music2" music_pairs
 cp anygpt/train/recipes/tiny-mixtures/*.toml "$RUNS/records/"
 bundle="$RUNS/init"
-for stage in pretrain instruct extend speech settle speech2 speech3 speech4; do  # recipe tiny-STAGE, mixture tiny_STAGE.toml
+for stage in pretrain instruct extend speech settle speech2 speech3 speech4 music; do  # recipe tiny-STAGE, mixture tiny_STAGE.toml
   anygpt train --recipe "tiny-$stage" --set bundle="$bundle" --data "$RUNS/records/tiny_$stage.toml" --out "$RUNS/$stage"
   bundle="$RUNS/$stage/bundle"
 done

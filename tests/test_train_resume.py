@@ -171,7 +171,8 @@ def test_tiny_mixture_budgets_match_their_recipes():
     from importlib import resources
 
     folder = resources.files("anygpt.train").joinpath("recipes", "tiny-mixtures")
-    for stage in ("pretrain", "instruct", "extend", "speech", "settle", "speech2", "speech3", "speech4"):
+    for stage in ("pretrain", "instruct", "extend", "speech", "settle", "speech2", "speech3", "speech4",
+                  "music"):
         mix = MixConfig.from_toml(Path(str(folder.joinpath(f"tiny_{stage}.toml"))))
         cfg = load_recipe(f"tiny-{stage}")
         consumed = cfg.steps * cfg.micro_batch * cfg.grad_accum * cfg.max_len
