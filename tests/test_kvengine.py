@@ -53,6 +53,19 @@ def test_same_ids_as_the_former_path_on_tiny(tiny, preset, seed):
     assert any(t == tiny.layout["image"].end_id for t in ours[0])  # a whole image was produced
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("preset,seed", [("greedy", 0), ("paper", 0), ("paper", 1), ("release", 0)])
+def test_same_ids_on_cuda(preset, seed):
+    """On a GPU too: seeded sampling draws its noise with the GPU's generator, as generate does."""
+    from anygpt.bundles import load_bundle
+
+    b = load_bundle("tiny")
+    b.model.to("cuda")
+    d = PRESETS[preset].override(max_new_tokens=100, seed=seed, max_seconds={"speech": 0.6, "music": 0.5})
+    ours, former = both(b, mixed_requests(b), d)
+    assert ours == former
+
+
 def test_sampling_without_beams_matches_too(tiny):
     d = PRESETS["paper"].override(max_new_tokens=80, seed=5, text_num_beams=1, text_do_sample=True,
                                   max_seconds={"speech": 0.6, "music": 0.5})
@@ -288,9 +301,11 @@ def test_rows_prefilled_together_match_one_at_a_time(tiny):
     together, alone = LlamaDecoder(tiny.model, rows=4), LlamaDecoder(tiny.model, rows=4)
     states = together.prefill_rows(rows)
     expected = torch.stack([alone.prefill(*r) for r in rows])
-    torch.testing.assert_close(states, expected, atol=1e-5, rtol=1e-5)
+    # matmuls over more rows round differently (up to 1.4e-5 with the stage-10 weights, whose states
+    # are about 4 in size); rows swapped would be off by up to 23
+    torch.testing.assert_close(states, expected, atol=1e-4, rtol=1e-4)
     tokens, lengths = torch.tensor([3, 4, 5, 6]), torch.tensor([len(ids) for _, ids, _ in rows])
-    torch.testing.assert_close(together.decode(tokens, lengths), alone.decode(tokens, lengths), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(together.decode(tokens, lengths), alone.decode(tokens, lengths), atol=1e-4, rtol=1e-4)
 
 
 class CheckedEngine(Engine):
@@ -314,21 +329,26 @@ def test_planned_constraint_keys_follow_the_rows_state(tiny):
     """Spans closed by their length and by the budget, text rows near their budget, rows joining and
     leaving: the keys planned ahead are always those computed afresh."""
     b = tiny
-    # a seed with which the shipped weights' last text row opens a span (checked below)
-    d = PRESETS["paper"].override(max_new_tokens=90, seed=4, text_num_beams=1, text_do_sample=True,
-                                  max_seconds={"speech": 0.5, "music": 0.3})
     base = b.tokenizer("[Human]: go<eoh>\n[MMGPT]:", add_special_tokens=False)["input_ids"]
-    torch.manual_seed(d.seed)
-    engine = CheckedEngine(b.model, b.layout, d, stop_ids=b.stop_ids, max_batch=3)
-    starts = [[b.layout[m].start_id] for m in ("image", "speech", "music")] + [[], []]
-    handles = [engine.submit(Request(base + s, max_new_tokens=n, span_budget=n))
-               for s, n in zip(starts, (45, 30, 61, 23, 90))]
-    engine.run()
-    assert engine.steps > 50 and all(h.done for h in handles)
-    assert b.layout["image"].end_id in handles[0].ids  # an image closed at its length
-    music = handles[2].ids
-    assert len(music) == 61 and music[-1] == b.layout["music"].end_id  # a span closed by the budget
-    assert b.layout["speech"].start_id in handles[4].ids  # a text row opened (and closed) a span
+    span_starts = {m.start_id for m in b.layout.modalities.values()}
+    opened = False
+    for seed in range(12):  # until a seed with which the last, free text row opens a span
+        d = PRESETS["paper"].override(max_new_tokens=90, seed=seed, text_num_beams=1, text_do_sample=True,
+                                      max_seconds={"speech": 0.5, "music": 0.3})
+        torch.manual_seed(d.seed)
+        engine = CheckedEngine(b.model, b.layout, d, stop_ids=b.stop_ids, max_batch=3)
+        starts = [[b.layout[m].start_id] for m in ("image", "speech", "music")] + [[], []]
+        handles = [engine.submit(Request(base + s, max_new_tokens=n, span_budget=n))
+                   for s, n in zip(starts, (45, 30, 61, 23, 90))]
+        engine.run()
+        assert engine.steps > 50 and all(h.done for h in handles)
+        assert b.layout["image"].end_id in handles[0].ids  # an image closed at its length
+        music = handles[2].ids
+        assert len(music) == 61 and music[-1] == b.layout["music"].end_id  # a span closed by the budget
+        if span_starts & set(handles[4].ids):
+            opened = True
+            break
+    assert opened  # a text row opened a span (and the keys kept up with it)
 
 
 def test_decoders_of_one_model_share_its_prepared_weights_until_they_change():

@@ -154,10 +154,15 @@ class ChatSession:
         if not single:
             self.history = []
         prompts = [self.prompt_ids(c, want) for c in contents]
+        # classifier-free guidance of a media reply contrasts it with the reply to the same prompt
+        # without the user's text (media inputs and the history kept)
+        guided = want not in (None, "text") and self.decoding.guided(want)
+        unconditional = [self.prompt_ids([p for p in c if isinstance(p, Media)], want) if guided else None
+                         for c in contents]
         self.history = saved
         allowed = () if want == "text" else None
         prefix = self._cache if single and self.history else None
-        requests = [GenerationRequest(p, allowed, prefix) for p in prompts]
+        requests = [GenerationRequest(p, allowed, prefix, u) for p, u in zip(prompts, unconditional)]
         # the context rule (generate/context.py): refuse what cannot fit, cut the reply budget to fit
         decoding = fit([len(p) for p in prompts], self.decoding, context=context_length(b.llm), layout=b.layout,
                        want=want)

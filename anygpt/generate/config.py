@@ -42,6 +42,10 @@ class SamplingConfig:
     top_k: int = 0  # 0: off
     top_p: float = 1.0  # 1.0: off
     repetition_penalty: float = 1.0  # applied to the tokens of the current span only
+    # classifier-free guidance inside this modality's spans, where the request names an
+    # unconditional prompt: log-probabilities u + s * (c - u), u after the unconditional prompt and
+    # c after the real one (kvengine.py); 1.0: off
+    guidance_scale: float = 1.0
 
     def __post_init__(self) -> None:
         _flag("do_sample", self.do_sample)
@@ -50,6 +54,7 @@ class SamplingConfig:
         _number("top_k", self.top_k, kind=int, low=0)
         _number("top_p", self.top_p, kind=float, low=0, high=1, low_open=True)
         _number("repetition_penalty", self.repetition_penalty, kind=float, low=0, high=100, low_open=True)
+        _number("guidance_scale", self.guidance_scale, kind=float, low=0, high=100)
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,11 @@ class DecodingConfig:
         cfg = getattr(self, name, None)
         # A modality added by a user's layout samples like speech unless configured.
         return cfg if isinstance(cfg, SamplingConfig) else self.speech
+
+    def guided(self, name: str | None) -> bool:
+        """Whether replies in modality `name` (None: any) are decoded with classifier-free guidance."""
+        names = MODALITIES[1:] if name is None else (name,)
+        return any(self.for_modality(n).guidance_scale != 1.0 for n in names if n != "text")
 
     def to_dict(self) -> dict:
         return asdict(self)

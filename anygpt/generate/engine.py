@@ -36,6 +36,9 @@ class GenerationRequest:
     prompt: list[int]
     allowed_starts: tuple[str, ...] | None = None  # modalities the reply may open; None: any
     prefix: KVPrefix | None = None  # the cache of an earlier sequence (a chat's history)
+    # the prompt that classifier-free guidance contrasts with (e.g. without the user's text); used in
+    # spans of modalities whose guidance_scale is not 1 (kvengine.py)
+    unconditional: list[int] | None = None
 
 
 @dataclass
@@ -58,9 +61,13 @@ def generate(model, layout: VocabLayout, requests: list[GenerationRequest], deco
     memory) across calls, e.g. over the turns of a chat."""
     if decoding.seed is not None:
         torch.manual_seed(decoding.seed)
-    rows = [Row(list(r.prompt), r.allowed_starts, cache=r.prefix) for r in requests]
+    guides = decoding.guided(None)
+    rows = [Row(list(r.prompt), r.allowed_starts, cache=r.prefix,
+                unconditional=list(r.unconditional) if guides and r.unconditional is not None else None)
+            for r in requests]
     vocab_rows = model.get_output_embeddings().weight.shape[0]
-    engine = Engine(model, layout, decoding, stop_ids=stop_ids, max_batch=max(len(rows), 1), decoder=decoder)
+    slots = len(rows) + sum(r.unconditional is not None for r in rows)  # a guided row has a shadow row
+    engine = Engine(model, layout, decoding, stop_ids=stop_ids, max_batch=max(slots, 1), decoder=decoder)
     index = {id(r): i for i, r in enumerate(rows)}
 
     def stream(row: Row):
@@ -90,6 +97,13 @@ class Row:
     generated: int = 0
     done: bool = False
     cache: KVPrefix | None = None  # the cache of a prefix of ids, from the last engine phase
+    unconditional: list[int] | None = None  # the request's unconditional prompt (guidance)
+
+    def guide(self) -> list[int] | None:
+        """The unconditional prompt followed by the tokens generated so far."""
+        if self.unconditional is None:
+            return None
+        return self.unconditional + self.ids[len(self.ids) - self.generated:] if self.generated else self.unconditional
 
 
 def phase_cohorts(rows: list[Row], layout: VocabLayout, decoding: DecodingConfig, stop_ids: list[int]):
@@ -136,7 +150,8 @@ def _run_engine_phase(engine: Engine, rows: list[Row], decoding: DecodingConfig,
     budget = max(decoding.max_new_tokens - r.generated for r in rows)
     handles = engine.submit_batch([
         Request(r.ids, r.allowed_starts, max_new_tokens=budget, span_budget=decoding.max_new_tokens - r.generated,
-                stop_ids=tuple(eos), prefix=r.cache, keep_cache=True, on_token=stream(r)) for r in rows])
+                stop_ids=tuple(eos), prefix=r.cache, keep_cache=True, on_token=stream(r), guide=r.guide())
+        for r in rows])
     engine.run()
     for r, h in zip(rows, handles):
         r.cache = h.cache

@@ -22,15 +22,23 @@ These tensors live on the CPU (a few per row); only the logits of the allowed to
 the model's device each step.
 
 Seeded sampling draws like `model.generate`: requests submitted together form a cohort, and each
-step draws one (cohort size, V) block of exponential noise per live cohort, in submission order;
-a row's token is argmax(probs / noise), which is what `torch.multinomial(probs, 1)` computes.
+step draws one (cohort size, V) block of exponential noise per live cohort, in submission order, on
+the model's device (with that device's generator, as generate draws); a row's token is
+argmax(probs / noise), which is what `torch.multinomial(probs, 1)` computes.
 So a cohort run alone gives the ids `model.generate` gives for that batch with the same seed.
+
+Classifier-free guidance: a request may name an unconditional prompt (`Request.guide`, e.g. the
+prompt without the user's text). It then decodes as two rows, the request's and a shadow one after the
+unconditional prompt, given the same token each step. Inside a span of a modality whose
+`guidance_scale` s is not 1, the request's scores become u + s * (c - u) over the log-probabilities of
+the allowed tokens (c its own, u the shadow's), before the sampling settings apply, as
+transformers' `UnbatchedClassifierFreeGuidanceLogitsProcessor` computes them.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -73,6 +81,7 @@ class Request:
     prefix: KVPrefix | None = None  # cache of an earlier sequence that shares a prefix with `prompt`
     keep_cache: bool = False  # export the row's cache when it finishes (Handle.cache)
     on_token: Callable[[int], None] | None = None  # called with each new token as it is chosen
+    guide: list[int] | None = None  # unconditional prompt for classifier-free guidance (see above)
 
 
 @dataclass
@@ -96,6 +105,8 @@ class _Row:
     cohort: "_Cohort"
     index: int  # within the cohort
     state: torch.Tensor | None = None  # decoder output of the prefill, for the first token
+    shadow: "_Row | None" = None  # the row decoding the same tokens after the unconditional prompt
+    guided: "_Row | None" = None  # for a shadow row: the row it follows
 
 
 @dataclass
@@ -116,6 +127,7 @@ class Engine:
         self.max_batch = max_batch
         self.decoder = decoder or make_decoder(model, rows=max_batch)
         self.vocab = model.get_output_embeddings().weight.shape[0]
+        self.noise_device = model.get_output_embeddings().weight.device  # where generate draws its noise
         self.tracker = SpanTracker(layout)
         self.constraint = SpanConstraint(layout, max_seconds=decoding.max_seconds, vocab_rows=self.vocab) \
             if decoding.constrained else None
@@ -131,6 +143,9 @@ class Engine:
         self._last_id = boundary.numel() - 1  # ids beyond the layout read as this one (as in advance)
         self.sampler = ModalitySampler(layout, decoding)
         self.sampling = any(c.do_sample for c in self.sampler.configs)
+        # (M+1,) guidance scale by mode (0: text, never guided; m+1: a span of modality m)
+        self.guidance = torch.tensor([1.0] + [c.guidance_scale for c in self.sampler.configs[1:]])
+        self.guides = bool((self.guidance != 1.0).any())  # whether requests' `guide` prompts are used
         self.waiting: deque[_Row] = deque()
         self.rows: list[_Row] = []
         # per active row, aligned with self.rows and with the decoder's slots
@@ -159,6 +174,13 @@ class Engine:
                 self._finish(row)
             else:
                 self.waiting.append(row)
+                if req.guide is not None and self.guides:
+                    if self.max_batch < 2:
+                        raise ValueError("a guided request decodes as two rows: max_batch must be at least 2")
+                    shadow = replace(req, prompt=list(req.guide), prefix=None, keep_cache=False, on_token=None,
+                                     guide=None)
+                    row.shadow = _Row(Handle(shadow), list(req.guide), 0, max_new, stops, cohort, i, guided=row)
+                    self.waiting.append(row.shadow)
             handles.append(h)
         return handles
 
@@ -191,8 +213,9 @@ class Engine:
     def step(self) -> None:
         old = len(self.rows)
         joining = []
-        while self.waiting and old + len(joining) < self.max_batch:
-            joining.append(self.waiting.popleft())
+        while self.waiting and old + len(joining) + (2 if self.waiting[0].shadow else 1) <= self.max_batch:
+            row = self.waiting.popleft()
+            joining += [row, self.waiting.popleft()] if row.shadow else [row]  # a shadow joins with its row
         if joining:
             self._admit(joining)
         if not self.rows:
@@ -209,8 +232,35 @@ class Engine:
         states = torch.cat(parts) if len(parts) > 1 else parts[0]  # (B, C)
         columns, banned = self._allowed_tokens()
         logits = self.decoder.logits(states, columns).cpu()  # (B, V) or (B, len(columns)), float32
+        pairs = self._guided_pairs() if self.guides else None
+        if pairs is not None:
+            logits = self._guide(logits, banned, *pairs)
         chosen = self._choose(logits, banned, columns)
+        if pairs is not None:
+            chosen[pairs[1]] = chosen[pairs[0]]  # a shadow row takes its row's token
         self._append(chosen)
+
+    def _guided_pairs(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The slots of the rows that have a shadow row, and of their shadows; None when none has."""
+        slot = {id(r): i for i, r in enumerate(self.rows)}
+        pairs = [(i, slot[id(r.shadow)]) for i, r in enumerate(self.rows) if r.shadow is not None]
+        return tuple(torch.tensor(x) for x in zip(*pairs)) if pairs else None
+
+    def _guide(self, scores: torch.Tensor, banned: torch.Tensor | None, rows: torch.Tensor,
+               shadows: torch.Tensor) -> torch.Tensor:
+        """Classifier-free guidance for the guided rows in a span of a guided modality: their (V')
+        scores become u + s * (c - u) over log-probabilities of the allowed tokens."""
+        scale = self.guidance[self.state.modality[rows] + 1]
+        on = scale != 1.0
+        if not bool(on.any()):
+            return scores
+        rows, shadows, scale = rows[on], shadows[on], scale[on, None]
+        masked = scores if banned is None else scores.masked_fill(banned, float("-inf"))
+        cond = torch.log_softmax(masked[rows], dim=-1)
+        uncond = torch.log_softmax(masked[shadows], dim=-1)
+        scores = scores.clone()
+        scores[rows] = torch.where(torch.isfinite(cond), uncond + scale * (cond - uncond), float("-inf"))
+        return scores
 
     def _allowed_tokens(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The tokens some row may produce (None: all) and, over those, each row's banned ones (B, V')
@@ -306,7 +356,7 @@ class Engine:
         blocks = {}
         for c in self.cohorts:
             if c.live and any(r.cohort is c for r in self.rows):
-                blocks[id(c)] = torch.empty(c.size, vocab).exponential_(1)
+                blocks[id(c)] = torch.empty(c.size, vocab, device=self.noise_device).exponential_(1).cpu()
         return torch.stack([blocks[id(r.cohort)][r.index] for r in self.rows])
 
     def _append(self, chosen: torch.Tensor) -> None:
@@ -398,6 +448,8 @@ class Engine:
     def _finish(self, row: _Row, slot: int | None = None) -> None:
         h = row.handle
         h.done = True
+        if row.guided is not None:  # a shadow row: not its cohort's, nothing to hand back
+            return
         row.cohort.live -= 1
         if h.request.keep_cache and slot is not None:
             h.cache = self.decoder.export(slot, row.seq[: row.cached])

@@ -32,7 +32,11 @@ from anygpt.layout import VocabLayout
 
 def generate_ids_reference(model, layout: VocabLayout, requests: list[GenerationRequest],
                            decoding: DecodingConfig, *, stop_ids: list[int], pad_id: int) -> list[list[int]]:
-    """New token ids for each request (the stop token included when one was produced)."""
+    """New token ids for each request (the stop token included when one was produced). Without
+    classifier-free guidance, which only the engine does (its tests check it against transformers'
+    guidance processor)."""
+    if decoding.guided(None) and any(r.unconditional is not None for r in requests):
+        raise ValueError("the reference path does not guide: use generate_ids (engine.py)")
     if decoding.seed is not None:
         torch.manual_seed(decoding.seed)
     rows = [Row(list(r.prompt), r.allowed_starts) for r in requests]
