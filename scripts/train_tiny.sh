@@ -3,8 +3,8 @@
 # worlds to learn from, their records and token shards, the untrained bundle, pretraining, instruction
 # tuning, its continuation on speech and more music, then on speech recognition and music captioning,
 # then settled at half the lr, then a second and a third pass on speech, two epochs more at twice
-# the lr, then more music captioning from a fourth world, and the shipped bundle in
-# anygpt/bundles/tiny/.
+# the lr, then more music captioning from a fourth world, then twice that music at twice the lr,
+# and the shipped bundle in anygpt/bundles/tiny/.
 # Every step resumes where it stopped: rerun the same command after an interruption.
 # Usage: bash scripts/train_tiny.sh [RUNS_DIR]
 set -euo pipefail
@@ -53,7 +53,7 @@ tokenize "$RUNS/records-music" music_pairs
 tokenize "$RUNS/records-music2" music_pairs
 cp anygpt/train/recipes/tiny-mixtures/*.toml "$RUNS/records/"
 bundle="$RUNS/init"
-for stage in pretrain instruct extend speech settle speech2 speech3 speech4 music; do  # recipe tiny-STAGE, mixture tiny_STAGE.toml
+for stage in pretrain instruct extend speech settle speech2 speech3 speech4 music music2; do  # recipe tiny-STAGE, mixture tiny_STAGE.toml
   anygpt train --recipe "tiny-$stage" --set bundle="$bundle" --data "$RUNS/records/tiny_$stage.toml" --out "$RUNS/$stage"
   bundle="$RUNS/$stage/bundle"
 done
