@@ -52,6 +52,9 @@ class TrainConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
                                                              "gate_proj", "up_proj", "down_proj"])
     train_new_rows: bool = True  # LoRA: the added vocabulary rows (embedding and output) train too
+    # before training: a tonal music codec's layer-1 rows replaced by their instrument + pitch-class
+    # fit (train/embeddings.py)
+    tonal_fit: bool = False
     # bookkeeping
     seed: int = 0
     log_every: int = 1

@@ -30,6 +30,7 @@ from anygpt.errors import AnyGPTError
 from anygpt.train import checkpoint, schedule
 from anygpt.train.conditioning import conditioning_gaps, gap_pairs
 from anygpt.train.data import BatchPlan, PackedRows, Prefetcher, step_batches, val_batches
+from anygpt.train.embeddings import fit_tonal_rows
 from anygpt.train.finetune import apply_lora, merged, trainable_parameters
 from anygpt.train.metrics import Metrics, plot_losses
 from anygpt.train.recipe import TrainConfig
@@ -128,6 +129,8 @@ def train(cfg: TrainConfig, *, log=None, bundle=None) -> dict:
     if main:
         out.mkdir(parents=True, exist_ok=True)
     bundle = bundle if bundle is not None else bundles.load_bundle(cfg.bundle)
+    if cfg.tonal_fit:  # a resumed run loads its checkpoint's weights over these
+        say(f"train: {fit_tonal_rows(bundle)} tonal layer-1 rows of each embedding replaced by their additive fit")
     model = bundle.model
     if cfg.attn_implementation:
         model.set_attn_implementation(cfg.attn_implementation)
