@@ -101,9 +101,7 @@ class Row:
 
     def guide(self) -> list[int] | None:
         """The unconditional prompt followed by the tokens generated so far."""
-        if self.unconditional is None:
-            return None
-        return self.unconditional + self.ids[len(self.ids) - self.generated:] if self.generated else self.unconditional
+        return None if self.unconditional is None else self.unconditional + self.ids[len(self.ids) - self.generated:]
 
 
 def phase_cohorts(rows: list[Row], layout: VocabLayout, decoding: DecodingConfig, stop_ids: list[int]):

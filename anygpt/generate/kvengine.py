@@ -255,9 +255,12 @@ class Engine:
         if not bool(on.any()):
             return scores
         rows, shadows, scale = rows[on], shadows[on], scale[on, None]
-        masked = scores if banned is None else scores.masked_fill(banned, float("-inf"))
-        cond = torch.log_softmax(masked[rows], dim=-1)
-        uncond = torch.log_softmax(masked[shadows], dim=-1)
+
+        def log_probs(slots: torch.Tensor) -> torch.Tensor:  # over the allowed tokens of those rows only
+            x = scores[slots] if banned is None else scores[slots].masked_fill(banned[slots], float("-inf"))
+            return torch.log_softmax(x, dim=-1)
+
+        cond, uncond = log_probs(rows), log_probs(shadows)
         scores = scores.clone()
         scores[rows] = torch.where(torch.isfinite(cond), uncond + scale * (cond - uncond), float("-inf"))
         return scores
