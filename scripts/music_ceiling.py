@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from anygpt.bundles import load_bundle
+from anygpt.eval.command import ensure_world
 from anygpt.eval.judges.music import MusicJudge, music_attribute_accuracy
 from anygpt.world import take_items
 
@@ -89,8 +90,8 @@ def render(clip: Clip, table: dict, kept: int, at_onsets: bool) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", default="tiny")
-    ap.add_argument("--world", type=Path, default=Path.home() / ".cache/anygpt/worlds/n400-seed0",
-                    help="the world whose test clips are judged (the evaluation world)")
+    ap.add_argument("--world", type=Path, default=None,
+                    help="the world whose test clips are judged (default: the evaluation world, built if missing)")
     ap.add_argument("--table-world", type=Path, required=True, help="a world whose training clips fill the table")
     ap.add_argument("--table-items", type=int, default=3000)
     ap.add_argument("--limit", type=int, default=50)
@@ -102,7 +103,7 @@ def main() -> None:
     judge = MusicJudge.load()
     reads: dict[str, list] = defaultdict(list)
     truths, notes = [], {False: [], True: []}
-    for item in take_items(args.world, "music", "test", args.limit):
+    for item in take_items(ensure_world(args.world, ["music"]), "music", "test", args.limit):
         clip = Clip(codec, item, args.threshold)
         truths.append(item["attributes"])
         for at_onsets, pos in clip.pos.items():
