@@ -65,7 +65,7 @@ class Clip:
             raise SystemExit(f"{item['id']}: {item['sample_rate']} Hz, the codec reads {codec.sample_rate} Hz")
         self.codes = np.asarray(codec.encode_rvq((item["waveform"], item["sample_rate"])))  # (4, T)
         frames = self.codes.shape[1]
-        cut = onsets(np.asarray(item["waveform"], np.float32), frames, codec.sample_rate // 50, threshold)
+        cut = onsets(np.asarray(item["waveform"], np.float32), frames, codec.net.c.hop, threshold)
         self.pos = {False: positions(self.codes[0], None), True: positions(self.codes[0], cut)}
 
     def keys(self, kept: int, at_onsets: bool) -> list[tuple]:
